@@ -1,0 +1,95 @@
+//! The one place that maps the compiled-in backend feature and `--device` to a burn [`Device`].
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+
+/// Backends compiled into this binary.
+pub fn compiled() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if cfg!(feature = "cpu") {
+        v.push("cpu");
+    }
+    if cfg!(feature = "wgpu") {
+        v.push("wgpu");
+    }
+    if cfg!(feature = "cuda") {
+        v.push("cuda");
+    }
+    if cfg!(feature = "tch") {
+        v.push("tch");
+    }
+    v
+}
+
+fn not_compiled(spec: &str, feature: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "device {spec:?} needs the `{feature}` backend, which this binary was built without \
+         (compiled: {}); rebuild with `cargo xtask glue <TASK> --backend {feature}` or \
+         `cargo run -p opf-cli --features {feature}`",
+        compiled().join(", ")
+    )
+}
+
+/// Parses `cpu`, `cuda[:N]`, `wgpu`, `tch` / `tch-cpu`, `tch-cuda[:N]` into a device of a compiled-in
+/// backend.
+pub fn device(spec: &str) -> Result<Device> {
+    let (kind, index) = match spec.split_once(':') {
+        Some((k, i)) => (
+            k,
+            i.parse::<usize>()
+                .map_err(|_| anyhow::anyhow!("bad device index in {spec:?}"))?,
+        ),
+        None => (spec, 0),
+    };
+    let _ = index;
+    match kind {
+        "cpu" => {
+            #[cfg(feature = "cpu")]
+            return Ok(Device::flex());
+            #[cfg(not(feature = "cpu"))]
+            return Err(not_compiled(spec, "cpu"));
+        }
+        "cuda" => {
+            #[cfg(feature = "cuda")]
+            return Ok(Device::cuda(index));
+            #[cfg(not(feature = "cuda"))]
+            return Err(not_compiled(spec, "cuda"));
+        }
+        "wgpu" => {
+            #[cfg(feature = "wgpu")]
+            return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+            #[cfg(not(feature = "wgpu"))]
+            return Err(not_compiled(spec, "wgpu"));
+        }
+        "tch" | "tch-cpu" => {
+            #[cfg(feature = "tch")]
+            return Ok(Device::libtorch());
+            #[cfg(not(feature = "tch"))]
+            return Err(not_compiled(spec, "tch"));
+        }
+        "tch-cuda" => {
+            #[cfg(feature = "tch")]
+            return Ok(Device::libtorch_cuda(index));
+            #[cfg(not(feature = "tch"))]
+            return Err(not_compiled(spec, "tch"));
+        }
+        _ => bail!("unknown device {spec:?}: expected cpu, cuda[:N], wgpu, tch or tch-cuda[:N]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        assert!(device("cpu").is_ok());
+        let err = device("tpu").unwrap_err().to_string();
+        assert!(err.contains("unknown device"), "{err}");
+        assert!(device("cuda:x").is_err());
+        if !cfg!(feature = "cuda") {
+            let err = device("cuda:0").unwrap_err().to_string();
+            assert!(err.contains("--backend cuda"), "{err}");
+        }
+    }
+}

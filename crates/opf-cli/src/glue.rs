@@ -1,0 +1,397 @@
+//! `opf glue <TASK>`: fine-tune on a GLUE task (run_glue-style flags over a TOML config), evaluate
+//! the best model on dev, optionally predict the test split, and export the model.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use indicatif::{ProgressBar, ProgressStyle};
+use opf_glue::{Features, GlueTokenizer, Split, Task};
+use opf_models::BertForSequenceClassification;
+use opf_train::{EvalLog, Observer, RunDir, StepLog, TrainArgs, TrainData};
+use serde::{Deserialize, Serialize};
+
+use crate::backend;
+use crate::hub;
+
+/// Settings of one GLUE run; every field is optional so a TOML file and the flags can each set a
+/// subset. Keys are run_glue.py argument names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// GLUE task (set by the positional argument; a config may name it too).
+    #[arg(skip)]
+    pub task: Option<String>,
+    /// Model directory or Hugging Face hub id.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// GLUE data directory (else `GLUE_DIR`, else `datasets/glue`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Maximum tokens per example (longest-first truncation).
+    #[arg(long)]
+    pub max_seq_length: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// Epochs.
+    #[arg(long)]
+    pub num_train_epochs: Option<usize>,
+    /// Training batch size.
+    #[arg(long)]
+    pub per_device_train_batch_size: Option<usize>,
+    /// Evaluation batch size.
+    #[arg(long)]
+    pub per_device_eval_batch_size: Option<usize>,
+    /// Warmup steps (overrides the ratio).
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// Warmup as a fraction of all steps.
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// AdamW weight decay (not applied to biases and LayerNorm).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Global gradient-norm clip.
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Seed of shuffling, dropout and head initialisation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Evaluate every N steps (besides every epoch end).
+    #[arg(long)]
+    pub eval_steps: Option<usize>,
+    /// Log the loss every N steps.
+    #[arg(long)]
+    pub logging_steps: Option<usize>,
+    /// Checkpoint every N steps (besides every epoch end).
+    #[arg(long)]
+    pub save_steps: Option<usize>,
+    /// Output directory.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Use only the first N training examples.
+    #[arg(long)]
+    pub max_train_samples: Option<usize>,
+    /// Use only the first N dev examples.
+    #[arg(long)]
+    pub max_eval_samples: Option<usize>,
+    /// Predict the test split and write GLUE submission files.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub do_predict: Option<bool>,
+}
+
+impl RunConfig {
+    /// Fields set in `over` replace those of `self`.
+    pub fn overlay(self, over: RunConfig) -> RunConfig {
+        macro_rules! pick {
+            ($($f:ident),*) => { RunConfig { $($f: over.$f.or(self.$f)),* } };
+        }
+        pick!(
+            task,
+            model,
+            data_dir,
+            max_seq_length,
+            learning_rate,
+            num_train_epochs,
+            per_device_train_batch_size,
+            per_device_eval_batch_size,
+            warmup_steps,
+            warmup_ratio,
+            weight_decay,
+            max_grad_norm,
+            seed,
+            eval_steps,
+            logging_steps,
+            save_steps,
+            output_dir,
+            max_train_samples,
+            max_eval_samples,
+            do_predict
+        )
+    }
+
+    /// Reads a TOML config; unknown keys are errors.
+    pub fn load(path: &Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    fn train_args(&self) -> TrainArgs {
+        let d = TrainArgs::default();
+        TrainArgs {
+            learning_rate: self.learning_rate.unwrap_or(d.learning_rate),
+            mpo_lr: d.mpo_lr,
+            num_train_epochs: self.num_train_epochs.unwrap_or(d.num_train_epochs),
+            per_device_train_batch_size: self
+                .per_device_train_batch_size
+                .unwrap_or(d.per_device_train_batch_size),
+            per_device_eval_batch_size: self
+                .per_device_eval_batch_size
+                .unwrap_or(d.per_device_eval_batch_size),
+            warmup_steps: self.warmup_steps.unwrap_or(d.warmup_steps),
+            warmup_ratio: self.warmup_ratio.unwrap_or(d.warmup_ratio),
+            weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
+            max_grad_norm: self.max_grad_norm.unwrap_or(d.max_grad_norm),
+            seed: self.seed.unwrap_or(d.seed),
+            eval_steps: self.eval_steps.unwrap_or(d.eval_steps),
+            logging_steps: self.logging_steps.unwrap_or(d.logging_steps),
+            save_steps: self.save_steps.unwrap_or(d.save_steps),
+        }
+    }
+}
+
+/// `opf glue` arguments.
+#[derive(Debug, clap::Args)]
+pub struct GlueCmd {
+    /// GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI.
+    pub task: String,
+    /// TOML config (run_glue keys); default `configs/<task>.toml` when it exists.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Device: `cpu`, `cuda:0`, `wgpu` (must be compiled in; see README).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Continue from `<output_dir>/checkpoint` when present.
+    #[arg(long)]
+    pub resume: bool,
+    /// Settings overriding the config.
+    #[command(flatten)]
+    pub overrides: RunConfig,
+}
+
+fn default_config_path(task: Task) -> PathBuf {
+    let name = task.dir_name().to_ascii_lowercase().replace('-', "");
+    Path::new("configs").join(format!("{name}.toml"))
+}
+
+/// Progress bar plus log lines.
+struct Progress {
+    bar: ProgressBar,
+    start: Instant,
+}
+
+impl Observer for Progress {
+    fn on_start(&mut self, total: usize, start: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(start as u64);
+        self.bar.reset_eta();
+        self.start = Instant::now();
+    }
+    fn on_step(&mut self, step: usize, loss: f64, lr: f64) {
+        self.bar.set_position(step as u64);
+        self.bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+    }
+    fn on_log(&mut self, log: &StepLog) {
+        self.bar.set_message(format!(
+            "loss {:.4} lr {:.2e} |g| {:.2} {:.1} ex/s",
+            log.loss, log.lr, log.grad_norm, log.examples_per_second
+        ));
+        tracing::debug!(step = log.step, loss = log.loss, lr = log.lr, "train");
+    }
+    fn on_eval(&mut self, e: &EvalLog) {
+        let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        self.bar.println(format!(
+            "step {:>6} epoch {:.2} {} loss {:.4} | {} | {:.1} ex/s",
+            e.step,
+            e.epoch,
+            e.split,
+            e.loss,
+            metrics.join(" "),
+            e.examples_per_second
+        ));
+    }
+    fn on_message(&mut self, msg: &str) {
+        self.bar.println(msg);
+    }
+}
+
+fn encode(tok: &GlueTokenizer, task: Task, glue: &Path, split: Split) -> Result<Vec<Features>> {
+    let examples = opf_glue::load_examples(glue, task, split)?;
+    Ok(tok.encode(&examples)?)
+}
+
+/// Runs `opf glue`.
+pub fn run(cmd: GlueCmd) -> Result<()> {
+    let task: Task = cmd.task.parse()?;
+    let config_path = cmd.config.clone().or_else(|| {
+        let p = default_config_path(task);
+        p.exists().then_some(p)
+    });
+    let base = match &config_path {
+        Some(p) => RunConfig::load(p)?,
+        None => RunConfig::default(),
+    };
+    if let Some(t) = &base.task {
+        let named: Task = t.parse()?;
+        if named != task {
+            bail!("config names task {named} but the command asks for {task}");
+        }
+    }
+    let cfg = base.overlay(cmd.overrides);
+    let args = cfg.train_args();
+    let model_id = cfg
+        .model
+        .clone()
+        .context("no --model given and none in the config")?;
+    let out = cfg
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(task.dir_name()));
+    let glue = opf_glue::resolve_data_dir(
+        cfg.data_dir.as_deref(),
+        std::env::var_os("GLUE_DIR").as_deref(),
+    )?;
+    let model_dir = hub::resolve_model(&model_id, hub::offline_from_env())?;
+    tracing::info!(
+        task = %task,
+        config = ?config_path,
+        data = %glue.display(),
+        model = %model_dir.display(),
+        "glue run"
+    );
+
+    let max_len = cfg.max_seq_length.unwrap_or(128);
+    let tok = GlueTokenizer::from_file(&model_dir.join("tokenizer.json"), max_len)?;
+    let t0 = Instant::now();
+    let mut train = encode(&tok, task, &glue, Split::Train)?;
+    if let Some(n) = cfg.max_train_samples {
+        train.truncate(n);
+    }
+    let dev_splits: &[Split] = if task == Task::Mnli {
+        &[Split::Dev, Split::DevMismatched]
+    } else {
+        &[Split::Dev]
+    };
+    let mut dev = Vec::new();
+    for &s in dev_splits {
+        let mut f = encode(&tok, task, &glue, s)?;
+        if let Some(n) = cfg.max_eval_samples {
+            f.truncate(n);
+        }
+        dev.push((s, f));
+    }
+    println!(
+        "{task}: {} train / {} dev examples tokenized in {:.1}s (max length {max_len})",
+        train.len(),
+        dev[0].1.len(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    let device = backend::device(&cmd.device)?;
+    device.seed(args.seed);
+    let train_device = device.clone().autodiff();
+    let (model, report) = BertForSequenceClassification::load(
+        &model_dir,
+        None,
+        Some(task.num_labels()),
+        &train_device,
+    )?;
+    println!("model {}: {report}", model_dir.display());
+    println!(
+        "parameters: {} (train time) | device {device:?} | {} epochs × {} steps, lr {:.1e}, batch {}",
+        model.num_params(),
+        args.num_train_epochs,
+        train.len().div_ceil(args.per_device_train_batch_size),
+        args.learning_rate,
+        args.per_device_train_batch_size,
+    );
+
+    let data = TrainData {
+        train,
+        dev,
+        pad_id: tok.pad_id(),
+    };
+    let run_dir = RunDir::new(&out);
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut progress = Progress {
+        bar,
+        start: Instant::now(),
+    };
+    let t_train = Instant::now();
+    let outcome = opf_train::train(
+        model,
+        task,
+        &data,
+        &args,
+        &run_dir,
+        cmd.resume,
+        &train_device,
+        &mut progress,
+    )?;
+    progress.bar.finish_and_clear();
+    let train_secs = t_train.elapsed().as_secs_f64();
+
+    let best = outcome.best;
+    println!(
+        "trained {} steps in {:.1}s; best {} at step {}",
+        outcome.state.global_step,
+        train_secs,
+        task.main_metric().key(),
+        outcome
+            .state
+            .best
+            .map_or("n/a".to_string(), |(v, s)| format!("{v:.4} (step {s})"))
+    );
+    for (split, features) in &data.dev {
+        let (preds, _) = opf_train::predict(
+            &best,
+            task,
+            features,
+            args.per_device_eval_batch_size,
+            data.pad_id,
+            &device,
+        )?;
+        let labels: Vec<_> = features.iter().filter_map(|f| f.label.clone()).collect();
+        let metrics = opf_glue::compute_metrics(task, *split, &preds, &labels)?;
+        let line: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} = {v:.4}")).collect();
+        println!("dev ({split}, best model): {}", line.join(", "));
+    }
+
+    if cfg.do_predict.unwrap_or(false) {
+        let test_splits: &[Split] = if task == Task::Mnli {
+            &[Split::Test, Split::TestMismatched]
+        } else {
+            &[Split::Test]
+        };
+        for &s in test_splits {
+            let features = encode(&tok, task, &glue, s)?;
+            let (preds, _) = opf_train::predict(
+                &best,
+                task,
+                &features,
+                args.per_device_eval_batch_size,
+                data.pad_id,
+                &device,
+            )?;
+            let sub = opf_glue::format_submission(task, s, &preds)?;
+            let path = out.join(sub.file_name);
+            std::fs::write(&path, sub.contents)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {} ({} predictions)", path.display(), preds.len());
+        }
+    }
+
+    let export = out.join("model");
+    best.save_pretrained(&export)?;
+    for f in ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"] {
+        let src = model_dir.join(f);
+        if src.is_file() {
+            std::fs::copy(&src, export.join(f))
+                .with_context(|| format!("copying {} to {}", src.display(), export.display()))?;
+        }
+    }
+    println!(
+        "exported {} (config.json, model.safetensors, tokenizer.json); metrics.json and curves.svg in {}",
+        export.display(),
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! `opf`: the OPF command-line tool. Each subcommand lives in its own module.
+
+mod backend;
+mod glue;
+mod hub;
+mod mpo;
+
+use clap::{Parser, Subcommand};
+
+/// Over-parameterized fine-tuning (OPF, ACL 2023) in Rust.
+#[derive(Debug, Parser)]
+#[command(name = "opf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fine-tune on a GLUE task (dense or OPF), evaluate, predict and export.
+    Glue(glue::GlueCmd),
+    /// MPO (matrix product operator) tools.
+    #[command(subcommand)]
+    Mpo(mpo::MpoCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Glue(command) => glue::run(command),
+        Command::Mpo(command) => mpo::run(command),
+    }
+}

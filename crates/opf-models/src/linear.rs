@@ -1,0 +1,264 @@
+//! [`ProjLinear`]: the type of every addressable projection (Q, K, V, attention output, FFN_1,
+//! FFN_2) in the encoder.
+//!
+//! Each projection is `y = x W + b` with `W` stored `(in, out)` as burn's [`Linear`] does, the
+//! transpose of PyTorch's `nn.Linear.weight` `(out, in)`. Accessors give both orientations so that
+//! code following Hugging Face or the OPF paper (which decomposes the `(out, in)` matrix) never
+//! transposes by hand.
+
+use burn::module::{Initializer, Param};
+use burn::nn::Linear;
+use burn::prelude::*;
+use mpo_core::{DecomposeOptions, MpoShape, Orientation};
+
+use crate::error::ModelError;
+use crate::mpo_linear::{CoreTraining, MpoLinear};
+
+/// Configuration of a freshly initialised dense [`ProjLinear`], initialised as Hugging Face's
+/// `BertPreTrainedModel._init_weights` does for `nn.Linear`.
+#[derive(Config, Debug)]
+pub struct ProjLinearConfig {
+    /// Input features.
+    pub d_input: usize,
+    /// Output features.
+    pub d_output: usize,
+    /// Standard deviation of the normal weight initialisation. Default: 0.02 (BERT's
+    /// `initializer_range`).
+    #[config(default = 0.02)]
+    pub initializer_range: f64,
+}
+
+impl ProjLinearConfig {
+    /// A dense projection with `W ~ N(0, initializer_range²)` and `b = 0`.
+    pub fn init(&self, device: &Device) -> ProjLinear {
+        ProjLinear::Dense(init_dense(
+            self.d_input,
+            self.d_output,
+            self.initializer_range,
+            device,
+        ))
+    }
+}
+
+/// A burn [`Linear`] initialised as Hugging Face BERT initialises `nn.Linear`: weight normal with
+/// standard deviation `std`, bias zero (burn's `LinearConfig` uses one initialiser for both).
+pub(crate) fn init_dense(d_input: usize, d_output: usize, std: f64, device: &Device) -> Linear {
+    Linear {
+        weight: Initializer::Normal { mean: 0.0, std }.init([d_input, d_output], device),
+        bias: Some(Initializer::Zeros.init([d_output], device)),
+    }
+}
+
+/// A burn [`Linear`] holding a Hugging Face `(out, in)` weight and its bias as trainable
+/// parameters.
+///
+/// # Panics
+///
+/// Panics if the bias length differs from the weight's first axis.
+pub(crate) fn dense_from_hf(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
+    let [d_output, _] = weight.dims();
+    if let Some(bias) = &bias {
+        assert_shape!(bias, [d_output]);
+    }
+    Linear {
+        weight: Param::from_tensor(weight.transpose()),
+        bias: bias.map(Param::from_tensor),
+    }
+}
+
+/// One projection of a BERT layer: dense, or over-parameterized as MPO cores (OPF).
+///
+/// Code outside this crate should go through the methods, which hold for every variant.
+#[derive(Module, Debug)]
+pub enum ProjLinear {
+    /// A dense burn [`Linear`]; weight `[d_input, d_output]`.
+    Dense(Linear),
+    /// MPO cores whose contraction is the `(out, in)` weight.
+    Mpo(MpoLinear),
+}
+
+impl ProjLinear {
+    /// A dense projection from a Hugging Face `(out, in)` weight and its bias.
+    ///
+    /// The tensors become trainable parameters on their own device.
+    ///
+    /// # Shapes
+    ///
+    /// - weight: `[d_output, d_input]`
+    /// - bias: `[d_output]`
+    ///
+    /// # Panics
+    ///
+    /// Panics if the bias length differs from `d_output`.
+    pub fn from_hf(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        ProjLinear::Dense(dense_from_hf(weight, bias))
+    }
+
+    /// Applies `y = x W + b`.
+    ///
+    /// # Shapes
+    ///
+    /// - input: `[..., d_input]`
+    /// - output: `[..., d_output]`
+    ///
+    /// # Panics
+    ///
+    /// Panics if the last axis of `input` is not `d_input`.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        match self {
+            ProjLinear::Dense(linear) => linear.forward(input),
+            ProjLinear::Mpo(mpo) => mpo.forward(input),
+        }
+    }
+
+    /// Input features.
+    pub fn d_input(&self) -> usize {
+        self.dims_in_out()[0]
+    }
+
+    /// Output features.
+    pub fn d_output(&self) -> usize {
+        self.dims_in_out()[1]
+    }
+
+    fn dims_in_out(&self) -> [usize; 2] {
+        match self {
+            ProjLinear::Dense(linear) => linear.weight.lazy_shape().dims(),
+            ProjLinear::Mpo(mpo) => {
+                let (d_out, d_in) = mpo.dims();
+                [d_in, d_out]
+            }
+        }
+    }
+
+    /// The weight in burn orientation, `[d_input, d_output]` (`y = x W`).
+    pub fn weight_in_out(&self) -> Tensor<2> {
+        match self {
+            ProjLinear::Dense(linear) => linear.weight.val(),
+            ProjLinear::Mpo(mpo) => mpo.weight().transpose(),
+        }
+    }
+
+    /// The weight in Hugging Face / PyTorch orientation, `[d_output, d_input]` (`y = x Wᵀ`).
+    pub fn weight_out_in(&self) -> Tensor<2> {
+        self.weight_in_out().transpose()
+    }
+
+    /// The bias, `[d_output]`, if any.
+    pub fn bias(&self) -> Option<Tensor<1>> {
+        match self {
+            ProjLinear::Dense(linear) => linear.bias.as_ref().map(Param::val),
+            ProjLinear::Mpo(mpo) => mpo.bias.as_ref().map(Param::val),
+        }
+    }
+
+    /// Parameters of the weight as trained: `in·out` dense, the core sizes for MPO.
+    pub fn weight_params(&self) -> usize {
+        match self {
+            ProjLinear::Dense(_) => self.d_input() * self.d_output(),
+            ProjLinear::Mpo(mpo) => mpo.core_params(),
+        }
+    }
+
+    /// Whether the projection is MPO-factored.
+    pub fn is_mpo(&self) -> bool {
+        matches!(self, ProjLinear::Mpo(_))
+    }
+
+    /// Replaces a dense projection by MPO cores of its current weight (OPF spec §2.3): the
+    /// `(out, in)` weight is decomposed exactly in f64 on the host with `shape` (row factors split
+    /// `out`), the cores are stored in f32 on the weight's device and train as `training` says,
+    /// and the bias parameter is reused. An MPO projection is returned unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Mpo`] if `shape` does not factorise `(out, in)`.
+    pub fn over_parameterize(
+        self,
+        shape: &MpoShape,
+        training: CoreTraining,
+    ) -> Result<ProjLinear, ModelError> {
+        let ProjLinear::Dense(linear) = self else {
+            return Ok(self);
+        };
+        let weight = linear.weight.val();
+        let device = weight.device();
+        let data: Vec<f32> = weight
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 weight");
+        let mpo = mpo_core::decompose_weight(
+            &data,
+            Orientation::InOut,
+            shape,
+            &DecomposeOptions::default(),
+        )?;
+        Ok(ProjLinear::Mpo(MpoLinear::from_mpo(
+            &mpo,
+            linear.bias,
+            training,
+            &device,
+        )))
+    }
+
+    /// Contracts MPO cores back into a dense projection (spec §2.5); dense stays dense.
+    pub fn merge(self) -> ProjLinear {
+        match self {
+            ProjLinear::Mpo(mpo) => ProjLinear::Dense(mpo.merge()),
+            dense => dense,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Tolerance;
+
+    #[test]
+    fn from_hf_matches_pytorch_linear() {
+        let device = Device::flex();
+        // PyTorch: nn.Linear(3, 2) with weight [[1,2,3],[4,5,6]], bias [0.5,-1]; x = [[1,0,-1]]
+        // gives [[-1.5, -3.0]].
+        let weight = Tensor::<2>::from_data([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], &device);
+        let bias = Tensor::<1>::from_data([0.5, -1.0], &device);
+        let proj = ProjLinear::from_hf(weight.clone(), Some(bias));
+        assert_eq!((proj.d_input(), proj.d_output()), (3, 2));
+
+        let y = proj.forward(Tensor::<2>::from_data([[1.0, 0.0, -1.0]], &device));
+        y.into_data()
+            .assert_approx_eq::<f32>(&TensorData::from([[-1.5f32, -3.0]]), Tolerance::default());
+        proj.weight_out_in()
+            .into_data()
+            .assert_eq(&weight.clone().into_data(), true);
+        proj.weight_in_out()
+            .into_data()
+            .assert_eq(&weight.transpose().into_data(), true);
+    }
+
+    #[test]
+    fn config_init_is_normal_weight_zero_bias() {
+        let device = Device::flex();
+        device.seed(7);
+        let proj = ProjLinearConfig::new(64, 48).init(&device);
+        assert_eq!((proj.d_input(), proj.d_output()), (64, 48));
+        let bias = proj.bias().expect("dense projections have a bias");
+        bias.into_data()
+            .assert_eq(&TensorData::zeros::<f32, _>([48]), true);
+        let w: Vec<f32> = proj.weight_in_out().into_data().try_into_vec().unwrap();
+        let n = w.len() as f32;
+        let mean = w.iter().sum::<f32>() / n;
+        let std = (w.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n).sqrt();
+        assert!(mean.abs() < 0.002, "mean {mean}");
+        assert!((std - 0.02).abs() < 0.002, "std {std}");
+    }
+
+    #[test]
+    #[should_panic(expected = "assert_shape!(bias, [d_output])")]
+    fn from_hf_rejects_wrong_bias() {
+        let device = Device::flex();
+        let weight = Tensor::<2>::zeros([2, 3], &device);
+        let _ = ProjLinear::from_hf(weight, Some(Tensor::<1>::zeros([3], &device)));
+    }
+}

@@ -1,0 +1,214 @@
+//! A Linear layer whose weight is a matrix product operator (MPO, tensor-train matrix): OPF's
+//! over-parameterization (spec §2.3; OPF `compress_tools/MPOtorch.py` `LinearDecomMPO`).
+//!
+//! The weight is never stored densely while training: every forward contracts the cores into the
+//! `(out, in)` matrix (as `LinearDecomMPO.forward`, `MPOtorch.py:138-149`), so gradients reach
+//! every core through the contraction. [`MpoLinear::merge`] contracts once more and returns a plain
+//! [`Linear`] with the original architecture.
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// Which cores train (spec §1.9; OPF trains all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CoreTraining {
+    /// Every core trains (OPF as intended).
+    #[default]
+    All,
+    /// Only the central core `(n−1)/2` trains (`CT_learn`, `MPOtorch.py:161-164`).
+    Central,
+    /// Every core but the central one trains (MPOP's `tensor_learn`, `MPOtorch.py:157-159`).
+    Auxiliary,
+    /// No core trains: the released code's behaviour (spec §2.4), biases still train.
+    Frozen,
+}
+
+/// Linear layer `y = x Wᵀ + b` with `W` (out, in) = contraction of MPO cores.
+#[derive(Module, Debug)]
+pub struct MpoLinear {
+    /// Cores `(r_{k-1}, i_k, j_k, r_k)`, `i` factorising out_features and `j` in_features.
+    pub cores: Vec<Param<Tensor<4>>>,
+    /// Bias `[out]`, reused from the replaced layer.
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl MpoLinear {
+    /// Builds the layer from an mpo-core decomposition of the `(out, in)` weight; cores are stored
+    /// in f32 and train according to `training`.
+    pub fn from_mpo(
+        mpo: &mpo_core::Mpo,
+        bias: Option<Param<Tensor<1>>>,
+        training: CoreTraining,
+        device: &Device,
+    ) -> Self {
+        let n = mpo.cores().len();
+        let central = (n - 1) / 2;
+        let cores = mpo
+            .cores()
+            .iter()
+            .enumerate()
+            .map(|(k, core)| {
+                let t = Tensor::<4>::from_data(TensorData::new(core.to_f32(), core.dims()), device);
+                let trains = match training {
+                    CoreTraining::All => true,
+                    CoreTraining::Central => k == central,
+                    CoreTraining::Auxiliary => k != central,
+                    CoreTraining::Frozen => false,
+                };
+                Param::from_tensor(t).set_require_grad(trains)
+            })
+            .collect();
+        Self { cores, bias }
+    }
+
+    /// Number of cores.
+    pub fn num_cores(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// `(out_features, in_features)`.
+    pub fn dims(&self) -> (usize, usize) {
+        self.cores.iter().fold((1, 1), |(o, i), c| {
+            let [_, d_out, d_in, _] = c.lazy_shape().dims();
+            (o * d_out, i * d_in)
+        })
+    }
+
+    /// Contracts the cores into the `(out, in)` weight, left to right (`Matrix2MPO.py:214-234`).
+    ///
+    /// The running product is kept as `(rows so far, cols so far, bond)`, so the interleaved
+    /// `(i_1, j_1, …, i_n, j_n)` order never needs a rank-2n tensor: each step multiplies by the
+    /// next core and moves its `i_k` axis next to the rows.
+    pub fn weight(&self) -> Tensor<2> {
+        let first = self.cores[0].val();
+        let [_, i0, j0, r0] = first.shape().dims();
+        let mut t: Tensor<3> = first.reshape([i0, j0, r0]);
+        for core in &self.cores[1..] {
+            let core = core.val();
+            let [r, i, j, r_next] = core.shape().dims();
+            let [a, b, _] = t.shape().dims();
+            let prod = t
+                .reshape([a * b, r])
+                .matmul(core.reshape([r, i * j * r_next]));
+            t = prod
+                .reshape([a, b, i, j * r_next])
+                .swap_dims(1, 2)
+                .reshape([a * i, b * j, r_next]);
+        }
+        let [a, b, _] = t.shape().dims();
+        t.reshape([a, b])
+    }
+
+    /// Applies the layer.
+    ///
+    /// # Shapes
+    /// - input: `[..., in_features]`
+    /// - output: `[..., out_features]`
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        let w = self.weight().transpose().unsqueeze::<D>();
+        let out = input.matmul(w);
+        match &self.bias {
+            Some(b) => out + b.val().unsqueeze::<D>(),
+            None => out,
+        }
+    }
+
+    /// Total parameters in the cores.
+    pub fn core_params(&self) -> usize {
+        self.cores
+            .iter()
+            .map(|c| c.lazy_shape().dims::<4>().iter().product::<usize>())
+            .sum()
+    }
+
+    /// Contracts the cores into a plain [`Linear`] (burn layout, weight `(in, out)`), detached from
+    /// the graph: the merged model has the original architecture and parameter count.
+    pub fn merge(&self) -> Linear {
+        let w = self.weight().detach().transpose();
+        Linear {
+            weight: Param::from_tensor(w),
+            bias: self
+                .bias
+                .as_ref()
+                .map(|b| Param::from_tensor(b.val().detach())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LinearConfig;
+    use burn::tensor::Distribution;
+
+    /// ‖a − b‖_F / ‖b‖_F, the relative error the spec's tolerances refer to.
+    fn rel_err<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f64 {
+        let num = (a - b.clone()).square().sum().into_scalar::<f64>().sqrt();
+        num / b.square().sum().into_scalar::<f64>().sqrt()
+    }
+
+    fn dense_out_in(linear: &Linear) -> Vec<f64> {
+        linear
+            .weight
+            .val()
+            .transpose()
+            .into_data()
+            .convert::<f64>()
+            .try_to_vec::<f64>()
+            .expect("f64")
+    }
+
+    fn mpo_of(linear: &Linear, rows: Vec<usize>, cols: Vec<usize>) -> mpo_core::Mpo {
+        let shape = mpo_core::MpoShape::new(rows, cols).expect("valid shape");
+        mpo_core::decompose(&dense_out_in(linear), &shape, &mpo_core::DecomposeOptions::default())
+            .expect("decomposes")
+    }
+
+    /// Spec §8 item 7: the MPO layer built from a Linear's weight reproduces the Linear (f32, 1e-5
+    /// relative), with the first factor list applied to out_features.
+    #[test]
+    fn equals_dense_layer_before_training() {
+        let device = Device::flex();
+        device.seed(7);
+        for (rows, cols) in [
+            (vec![2, 3, 2], vec![2, 2, 3]),
+            (vec![4, 1, 1, 3], vec![2, 1, 1, 4]),
+            (vec![12], vec![8]),
+        ] {
+            let (out, inp) = (rows.iter().product(), cols.iter().product());
+            let dense = LinearConfig::new(inp, out).init(&device);
+            let mpo = MpoLinear::from_mpo(
+                &mpo_of(&dense, rows, cols),
+                dense.bias.clone(),
+                CoreTraining::All,
+                &device,
+            );
+            assert_eq!(mpo.dims(), (out, inp));
+            let x = Tensor::<3>::random([2, 5, inp], Distribution::Normal(0.0, 1.0), &device);
+            let want = dense.forward(x.clone());
+            let got = mpo.forward(x);
+            assert!(rel_err(got, want) < 1e-5);
+            assert!(rel_err(mpo.merge().weight.val(), dense.weight.val()) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn training_modes_set_require_grad() {
+        let device = Device::flex().autodiff();
+        let dense = LinearConfig::new(8, 8).init(&device);
+        let mpo = mpo_of(&dense, vec![2, 2, 2], vec![2, 2, 2]);
+        let flags = |t: CoreTraining| -> Vec<bool> {
+            MpoLinear::from_mpo(&mpo, None, t, &device)
+                .cores
+                .iter()
+                .map(|c| c.is_require_grad())
+                .collect()
+        };
+        assert_eq!(flags(CoreTraining::All), vec![true, true, true]);
+        assert_eq!(flags(CoreTraining::Central), vec![false, true, false]);
+        assert_eq!(flags(CoreTraining::Auxiliary), vec![true, false, true]);
+        assert_eq!(flags(CoreTraining::Frozen), vec![false, false, false]);
+    }
+}

@@ -1,0 +1,41 @@
+use std::path::PathBuf;
+
+/// Errors of the training loop.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The training set is empty.
+    #[error("the training set is empty")]
+    EmptyTrainSet,
+    /// A training batch has no labels (test split used for training?).
+    #[error("training batch without labels")]
+    MissingLabels,
+    /// Invalid hyper-parameters.
+    #[error("invalid training arguments: {0}")]
+    InvalidArgs(String),
+    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    #[error(
+        "loss is {loss} at step {step}: training stopped; the last good checkpoint (step {last_checkpoint_step}) is kept in the output directory (lower the learning rate or check the data)"
+    )]
+    NonFiniteLoss {
+        /// Step at which it happened.
+        step: usize,
+        /// The loss value.
+        loss: f64,
+        /// Step of the last checkpoint written.
+        last_checkpoint_step: usize,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Data, batching or metric error.
+    #[error(transparent)]
+    Glue(#[from] opf_glue::GlueError),
+    /// Saving or loading a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}

@@ -1,0 +1,15 @@
+//! Fine-tuning for opf: the training loop, HF-exact AdamW with parameter groups, the linear
+//! warmup/decay schedule, global-norm clipping, checkpoints and reports.
+#![warn(missing_docs)]
+
+mod error;
+pub mod optim;
+mod plot;
+pub mod schedule;
+mod trainer;
+
+pub use error::TrainError;
+pub use trainer::{
+    EvalLog, Observer, RunDir, SequenceClassifier, Silent, StepLog, TrainArgs, TrainData,
+    TrainOutcome, TrainerState, batch_tensors, predict, task_loss, train, write_reports,
+};

@@ -1,0 +1,560 @@
+//! The fine-tuning loop: shuffled dynamic-padding batches, forward/backward, global-norm clipping,
+//! HF-exact AdamW with a linear schedule, evaluation every N steps and per epoch, best-model
+//! selection, resumable checkpoints, NaN detection, `metrics.json` and a loss/metric SVG.
+//!
+//! Follows the HF 4.0 `Trainer.train` loop that OPF patches (`bert/trainer_bert.py:859-1080`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use opf_glue::{Batch, BatchLabels, Batches, Features, Label, Order, Predictions, Split, Task};
+use serde::{Deserialize, Serialize};
+
+use crate::optim::{AdamWParams, build_optimizer, clip_grad_norm};
+use crate::plot::{Series, svg};
+use crate::schedule::LinearSchedule;
+use crate::TrainError;
+
+/// A model the trainer can fine-tune: maps a batch to logits `[batch, num_labels]`.
+pub trait SequenceClassifier: Module + Clone + core::fmt::Debug {
+    /// Logits `[batch, num_labels]` (one column for regression).
+    fn logits(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+    ) -> Tensor<2>;
+}
+
+impl SequenceClassifier for opf_models::BertForSequenceClassification {
+    fn logits(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+    ) -> Tensor<2> {
+        self.forward(input_ids, token_type_ids, attention_mask)
+    }
+}
+
+/// Hyper-parameters of one run (run_glue names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainArgs {
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Learning rate of MPO cores (`None` = `learning_rate`).
+    pub mpo_lr: Option<f64>,
+    /// Epochs.
+    pub num_train_epochs: usize,
+    /// Training batch size.
+    pub per_device_train_batch_size: usize,
+    /// Evaluation batch size.
+    pub per_device_eval_batch_size: usize,
+    /// Warmup steps (0 = use `warmup_ratio`).
+    pub warmup_steps: usize,
+    /// Warmup as a fraction of the total steps.
+    pub warmup_ratio: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// Seed for shuffling, dropout and head initialisation.
+    pub seed: u64,
+    /// Evaluate every N optimizer steps (0 = only at epoch ends).
+    pub eval_steps: usize,
+    /// Log the running loss every N steps.
+    pub logging_steps: usize,
+    /// Write a resumable checkpoint every N steps (0 = only at epoch ends).
+    pub save_steps: usize,
+}
+
+impl Default for TrainArgs {
+    fn default() -> Self {
+        Self {
+            learning_rate: 2e-5,
+            mpo_lr: None,
+            num_train_epochs: 3,
+            per_device_train_batch_size: 32,
+            per_device_eval_batch_size: 64,
+            warmup_steps: 0,
+            warmup_ratio: 0.1,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            seed: 42,
+            eval_steps: 0,
+            logging_steps: 10,
+            save_steps: 0,
+        }
+    }
+}
+
+/// A logged training step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Epoch (fractional).
+    pub epoch: f64,
+    /// Mean loss over the steps since the last log.
+    pub loss: f64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Gradient norm before clipping of the last step.
+    pub grad_norm: f64,
+    /// Training examples per second since the last log.
+    pub examples_per_second: f64,
+}
+
+/// One evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalLog {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Epoch (fractional).
+    pub epoch: f64,
+    /// Dev set name (`dev`, or `dev_matched` / `dev_mismatched` for MNLI).
+    pub split: String,
+    /// Mean dev loss.
+    pub loss: f64,
+    /// GLUE metrics, HF key names.
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Evaluation examples per second.
+    pub examples_per_second: f64,
+}
+
+/// Everything needed to resume, plus the run history written to `metrics.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimizer steps done.
+    pub global_step: usize,
+    /// Best main-metric value so far and the step it was reached at.
+    pub best: Option<(f64, usize)>,
+    /// Step logs.
+    pub log: Vec<StepLog>,
+    /// Evaluations.
+    pub evals: Vec<EvalLog>,
+    /// Training wall time in seconds (summed over resumed segments).
+    pub train_seconds: f64,
+}
+
+/// Progress callbacks: the CLI draws bars and prints lines; the library only reports.
+pub trait Observer {
+    /// Training is about to run `total` steps, starting at `start`.
+    fn on_start(&mut self, _total: usize, _start: usize) {}
+    /// One optimizer step finished.
+    fn on_step(&mut self, _step: usize, _loss: f64, _lr: f64) {}
+    /// A logging interval finished.
+    fn on_log(&mut self, _log: &StepLog) {}
+    /// An evaluation finished.
+    fn on_eval(&mut self, _eval: &EvalLog) {}
+    /// A free-form message (checkpoint written, resumed, ...).
+    fn on_message(&mut self, _msg: &str) {}
+}
+
+/// An observer that reports nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Tokenized data of one run.
+pub struct TrainData {
+    /// Training examples.
+    pub train: Vec<Features>,
+    /// Dev sets (MNLI has two); the first is used for model selection.
+    pub dev: Vec<(Split, Vec<Features>)>,
+    /// Padding id.
+    pub pad_id: i64,
+}
+
+/// The result of [`train`].
+pub struct TrainOutcome<M> {
+    /// The model after the last step.
+    pub last: M,
+    /// The model with the best dev main metric (the last one when no evaluation ran).
+    pub best: M,
+    /// History.
+    pub state: TrainerState,
+}
+
+/// Converts a host batch to device tensors `(input_ids, token_type_ids, attention_mask)`.
+pub fn batch_tensors(batch: &Batch, device: &Device) -> [Tensor<2, Int>; 3] {
+    let shape = [batch.batch_size, batch.seq_len];
+    let t = |v: &[i64]| Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), shape), device);
+    [
+        t(&batch.input_ids),
+        t(&batch.token_type_ids),
+        t(&batch.attention_mask),
+    ]
+}
+
+/// Task loss (`BertForSequenceClassification.forward`): cross-entropy over classes, or MSE on the
+/// squeezed logits for regression (`num_labels == 1`).
+pub fn task_loss(logits: Tensor<2>, labels: &BatchLabels, device: &Device) -> Tensor<1> {
+    match labels {
+        BatchLabels::Class(ids) => {
+            let targets =
+                Tensor::<1, Int>::from_data(TensorData::new(ids.clone(), [ids.len()]), device);
+            burn::nn::loss::CrossEntropyLossConfig::new()
+                .init(device)
+                .forward(logits, targets)
+        }
+        BatchLabels::Score(scores) => {
+            let n = scores.len();
+            let targets = Tensor::<1>::from_data(TensorData::new(scores.clone(), [n]), device);
+            let pred = logits.reshape([n]);
+            (pred - targets).square().mean()
+        }
+    }
+}
+
+/// Runs `model` over `examples` (no gradients) and returns predictions and the mean loss.
+pub fn predict<M: SequenceClassifier>(
+    model: &M,
+    task: Task,
+    examples: &[Features],
+    batch_size: usize,
+    pad_id: i64,
+    device: &Device,
+) -> Result<(Predictions, Option<f64>), TrainError> {
+    let model = model.valid();
+    let mut logits_all = Vec::with_capacity(examples.len() * task.num_labels());
+    let mut loss_sum = 0.0;
+    let mut loss_n = 0usize;
+    for batch in Batches::new(examples, batch_size, pad_id, Order::Sequential)? {
+        let [ids, types, mask] = batch_tensors(&batch, device);
+        let logits = model.logits(ids, types, mask);
+        if let Some(labels) = &batch.labels {
+            let l = task_loss(logits.clone(), labels, device).into_scalar::<f64>();
+            loss_sum += l * batch.batch_size as f64;
+            loss_n += batch.batch_size;
+        }
+        let data = logits.into_data().convert::<f32>();
+        logits_all.extend_from_slice(data.as_slice::<f32>().expect("f32 logits"));
+    }
+    let preds = Predictions::from_logits(task, &logits_all)?;
+    Ok((preds, (loss_n > 0).then(|| loss_sum / loss_n as f64)))
+}
+
+/// Paths inside the output directory.
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// Wraps an output directory.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    /// The output directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    fn checkpoint(&self) -> PathBuf {
+        self.root.join("checkpoint")
+    }
+    /// `metrics.json`.
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.json")
+    }
+    /// `curves.svg`.
+    pub fn curves(&self) -> PathBuf {
+        self.root.join("curves.svg")
+    }
+    /// Whether a resumable checkpoint exists.
+    pub fn has_checkpoint(&self) -> bool {
+        self.checkpoint().join("trainer_state.json").exists()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn save_checkpoint<M: SequenceClassifier>(
+    dir: &RunDir,
+    model: &M,
+    best: &M,
+    optim: &ModuleOptimizer,
+    state: &TrainerState,
+) -> Result<(), TrainError> {
+    // Written into a fresh directory, then swapped in, so an interruption keeps the last good one.
+    let ck = dir.checkpoint();
+    let tmp = dir.root.join("checkpoint.partial");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let rec = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
+    model.clone().save_file(tmp.join("model")).map_err(rec)?;
+    best.clone().save_file(tmp.join("best")).map_err(rec)?;
+    optim.save(tmp.join("optimizer")).map_err(rec)?;
+    let json = serde_json::to_vec_pretty(state).expect("state serializes");
+    std::fs::write(tmp.join("trainer_state.json"), json).map_err(io_err(&tmp))?;
+    if ck.exists() {
+        std::fs::remove_dir_all(&ck).map_err(io_err(&ck))?;
+    }
+    std::fs::rename(&tmp, &ck).map_err(io_err(&ck))
+}
+
+fn load_checkpoint<M: SequenceClassifier>(
+    dir: &RunDir,
+    model: M,
+    optim: ModuleOptimizer,
+) -> Result<(M, M, ModuleOptimizer, TrainerState), TrainError> {
+    let ck = dir.checkpoint();
+    let rec = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
+    let state_path = ck.join("trainer_state.json");
+    let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
+    let state: TrainerState = serde_json::from_slice(&bytes)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", state_path.display())))?;
+    let best = model.clone().try_load_file(ck.join("best")).map_err(rec)?;
+    let model = model.try_load_file(ck.join("model")).map_err(rec)?;
+    let optim = optim.load(ck.join("optimizer")).map_err(rec)?;
+    Ok((model, best, optim, state))
+}
+
+/// Fine-tunes `model` on `data` for `task`, writing checkpoints, `metrics.json` and `curves.svg`
+/// under `out`. With `resume`, continues from `out/checkpoint` when present. Deterministic for a
+/// fixed seed on the CPU backend: the shuffling seed depends on (seed, epoch) and the dropout seed
+/// on (seed, step), so a resumed run replays the same batches and masks.
+pub fn train<M: SequenceClassifier>(
+    model: M,
+    task: Task,
+    data: &TrainData,
+    args: &TrainArgs,
+    out: &RunDir,
+    resume: bool,
+    device: &Device,
+    observer: &mut dyn Observer,
+) -> Result<TrainOutcome<M>, TrainError> {
+    if data.train.is_empty() {
+        return Err(TrainError::EmptyTrainSet);
+    }
+    if args.per_device_train_batch_size == 0 || args.per_device_eval_batch_size == 0 {
+        return Err(TrainError::InvalidArgs("batch sizes must be positive".into()));
+    }
+    std::fs::create_dir_all(out.root()).map_err(io_err(out.root()))?;
+    let bs = args.per_device_train_batch_size;
+    let steps_per_epoch = data.train.len().div_ceil(bs);
+    let total = steps_per_epoch * args.num_train_epochs;
+    let schedule = LinearSchedule::new(
+        args.learning_rate,
+        args.warmup_steps,
+        args.warmup_ratio,
+        total,
+    );
+    let mpo_scale = args.mpo_lr.map_or(1.0, |m| m / args.learning_rate);
+    let mut optim = build_optimizer(
+        AdamWParams {
+            weight_decay: args.weight_decay,
+            ..AdamWParams::default()
+        },
+        mpo_scale,
+    );
+
+    let mut model = model;
+    let mut best = model.clone();
+    let mut state = TrainerState::default();
+    if resume && out.has_checkpoint() {
+        let (m, b, o, s) = load_checkpoint(out, model, optim)?;
+        (model, best, optim, state) = (m, b, o, s);
+        observer.on_message(&format!(
+            "resumed from {} at step {}",
+            out.checkpoint().display(),
+            state.global_step
+        ));
+    }
+
+    observer.on_start(total, state.global_step);
+    let mut interval_loss = 0.0;
+    let mut interval_steps = 0usize;
+    let mut interval_examples = 0usize;
+    let mut interval_start = Instant::now();
+    let mut last_good_step = state.global_step;
+    let segment_start = Instant::now();
+    let train_seconds_before = state.train_seconds;
+
+    let start_epoch = state.global_step / steps_per_epoch;
+    for epoch in start_epoch..args.num_train_epochs {
+        let skip = state.global_step - epoch * steps_per_epoch;
+        let order = Order::Shuffled {
+            seed: args.seed,
+            epoch: epoch as u64,
+        };
+        for batch in Batches::new(&data.train, bs, data.pad_id, order)?.skip(skip) {
+            let step = state.global_step;
+            device.seed(args.seed.wrapping_add(step as u64 + 1));
+            let [ids, types, mask] = batch_tensors(&batch, device);
+            let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
+            let logits = model.logits(ids, types, mask);
+            let loss = task_loss(logits, labels, device);
+            let loss_value = loss.clone().into_scalar::<f64>();
+            if !loss_value.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    step,
+                    loss: loss_value,
+                    last_checkpoint_step: last_good_step,
+                });
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grad_norm = clip_grad_norm(&model, &mut grads, args.max_grad_norm);
+            let lr = schedule.lr(step);
+            model = optim.step(lr, model, grads);
+            state.global_step += 1;
+            observer.on_step(state.global_step, loss_value, lr);
+
+            interval_loss += loss_value;
+            interval_steps += 1;
+            interval_examples += batch.batch_size;
+            let epoch_f = state.global_step as f64 / steps_per_epoch as f64;
+            if args.logging_steps > 0 && state.global_step % args.logging_steps == 0 {
+                let log = StepLog {
+                    step: state.global_step,
+                    epoch: epoch_f,
+                    loss: interval_loss / interval_steps as f64,
+                    lr,
+                    grad_norm,
+                    examples_per_second: interval_examples as f64
+                        / interval_start.elapsed().as_secs_f64(),
+                };
+                observer.on_log(&log);
+                state.log.push(log);
+                interval_loss = 0.0;
+                interval_steps = 0;
+                interval_examples = 0;
+                interval_start = Instant::now();
+            }
+            let epoch_end = state.global_step % steps_per_epoch == 0;
+            if epoch_end || (args.eval_steps > 0 && state.global_step % args.eval_steps == 0) {
+                evaluate_into(&model, &mut best, task, data, args, device, &mut state, observer)?;
+            }
+            if epoch_end || (args.save_steps > 0 && state.global_step % args.save_steps == 0) {
+                state.train_seconds =
+                    train_seconds_before + segment_start.elapsed().as_secs_f64();
+                save_checkpoint(out, &model, &best, &optim, &state)?;
+                write_reports(out, task, &state)?;
+                last_good_step = state.global_step;
+                observer.on_message(&format!("checkpoint at step {}", state.global_step));
+            }
+        }
+    }
+    state.train_seconds = train_seconds_before + segment_start.elapsed().as_secs_f64();
+    if state.evals.is_empty() {
+        best = model.clone();
+    }
+    write_reports(out, task, &state)?;
+    Ok(TrainOutcome {
+        last: model,
+        best,
+        state,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_into<M: SequenceClassifier>(
+    model: &M,
+    best: &mut M,
+    task: Task,
+    data: &TrainData,
+    args: &TrainArgs,
+    device: &Device,
+    state: &mut TrainerState,
+    observer: &mut dyn Observer,
+) -> Result<(), TrainError> {
+    let steps_per_epoch = data.train.len().div_ceil(args.per_device_train_batch_size);
+    for (k, (split, examples)) in data.dev.iter().enumerate() {
+        let t0 = Instant::now();
+        let (preds, loss) = predict(
+            model,
+            task,
+            examples,
+            args.per_device_eval_batch_size,
+            data.pad_id,
+            device,
+        )?;
+        let labels: Vec<Label> = examples
+            .iter()
+            .map(|f| f.label.clone().ok_or(TrainError::MissingLabels))
+            .collect::<Result<_, _>>()?;
+        let metrics = opf_glue::compute_metrics(task, *split, &preds, &labels)?;
+        let eval = EvalLog {
+            step: state.global_step,
+            epoch: state.global_step as f64 / steps_per_epoch as f64,
+            split: split.to_string(),
+            loss: loss.unwrap_or(f64::NAN),
+            metrics,
+            examples_per_second: examples.len() as f64 / t0.elapsed().as_secs_f64(),
+        };
+        observer.on_eval(&eval);
+        if k == 0 {
+            let main = eval.metrics[&task.metric_key(*split, task.main_metric())];
+            if state.best.is_none_or(|(b, _)| main > b) {
+                state.best = Some((main, state.global_step));
+                *best = model.clone();
+            }
+        }
+        state.evals.push(eval);
+    }
+    Ok(())
+}
+
+/// Writes `metrics.json` (the full history) and `curves.svg`.
+pub fn write_reports(out: &RunDir, task: Task, state: &TrainerState) -> Result<(), TrainError> {
+    let json = serde_json::to_vec_pretty(state).expect("state serializes");
+    write_atomic(&out.metrics(), &json)?;
+    let loss: Vec<(f64, f64)> = state.log.iter().map(|l| (l.step as f64, l.loss)).collect();
+    let main_key = task.metric_key(Split::Dev, task.main_metric());
+    let main = main_key.as_str();
+    let metric: Vec<(f64, f64)> = state
+        .evals
+        .iter()
+        .filter(|e| state.evals.first().is_some_and(|f| f.split == e.split))
+        .map(|e| (e.step as f64, e.metrics[main]))
+        .collect();
+    let dev_loss: Vec<(f64, f64)> = state
+        .evals
+        .iter()
+        .filter(|e| state.evals.first().is_some_and(|f| f.split == e.split))
+        .map(|e| (e.step as f64, e.loss))
+        .collect();
+    let picture = svg(
+        &format!("{task} fine-tuning"),
+        &[
+            (
+                "loss",
+                vec![
+                    Series {
+                        label: "train loss",
+                        color: "steelblue",
+                        points: &loss,
+                    },
+                    Series {
+                        label: "dev loss",
+                        color: "firebrick",
+                        points: &dev_loss,
+                    },
+                ],
+            ),
+            (
+                main,
+                vec![Series {
+                    label: main,
+                    color: "darkorange",
+                    points: &metric,
+                }],
+            ),
+        ],
+    );
+    write_atomic(&out.curves(), picture.as_bytes())
+}
