@@ -37,7 +37,10 @@ fn config_for(root: &Path, task: &str) -> Result<std::path::PathBuf> {
             })
             .collect();
         known.sort();
-        bail!("unknown GLUE task {task:?}: configs/ has {}", known.join(", "));
+        bail!(
+            "unknown GLUE task {task:?}: configs/ has {}",
+            known.join(", ")
+        );
     }
     Ok(path)
 }
@@ -54,7 +57,8 @@ pub fn run(root: &Path, t: GlueTask) -> Result<()> {
     let config = config_for(root, &t.task)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root).args(["run", "--quiet", "-p", "opf-cli"]);
+    cmd.current_dir(root)
+        .args(["run", "--quiet", "-p", "opf-cli"]);
     if t.backend != "cpu" {
         cmd.args(["--no-default-features", "--features", &t.backend]);
     }
@@ -63,7 +67,11 @@ pub fn run(root: &Path, t: GlueTask) -> Result<()> {
         other => other,
     };
     cmd.args(["--", "glue", &t.task, "--config"]).arg(&config);
-    if !t.rest.iter().any(|a| a == "--device" || a.starts_with("--device=")) {
+    if !t
+        .rest
+        .iter()
+        .any(|a| a == "--device" || a.starts_with("--device="))
+    {
         cmd.args(["--device", device]);
     }
     cmd.args(&t.rest);

@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: project automation. Each task lives in its own module.
 
 mod bench;
+mod glue;
 
 use clap::{Parser, Subcommand};
 
@@ -14,13 +15,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Fine-tune on a GLUE task with the task's config from configs/ (the main job).
+    Glue(glue::GlueTask),
     /// Benchmarks against the Python references in ../shared/reference.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
 fn main() -> anyhow::Result<()> {
+    // The workspace root: xtask lives one level below it.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf();
     match Cli::parse().command {
+        Command::Glue(task) => glue::run(&root, task),
         Command::Bench(command) => bench::run(command),
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use indicatif::{ProgressBar, ProgressStyle};
 use opf_glue::{Features, GlueTokenizer, Split, Task};
-use opf_models::BertForSequenceClassification;
+use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath};
 use opf_train::{EvalLog, Observer, RunDir, StepLog, TrainArgs, TrainData};
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +80,23 @@ pub struct RunConfig {
     /// Predict the test split and write GLUE submission files.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub do_predict: Option<bool>,
+    /// OPF: MPO shape preset for the over-parameterized matrices (`bert15`, `paper11`, `t5`,
+    /// `bart7`, `svd`, `opf:N`, `balanced:N`; see `opf mpo plan`). Unset = dense fine-tuning.
+    #[arg(long)]
+    pub mpo_preset: Option<String>,
+    /// OPF: which projections to over-parameterize: comma list of `query`, `key`, `value`,
+    /// `attention_output`, `ffn_1`, `ffn_2`, or the groups `attention`, `ffn`, `all`.
+    #[arg(long)]
+    pub mpo_targets: Option<String>,
+    /// OPF: layers whose targets are over-parameterized (comma list; default all layers).
+    #[arg(long)]
+    pub mpo_layers: Option<String>,
+    /// OPF: learning rate of the MPO cores (default: --learning-rate).
+    #[arg(long)]
+    pub mpo_lr: Option<f64>,
+    /// OPF: which cores train: all (default), central, auxiliary, frozen.
+    #[arg(long)]
+    pub core_training: Option<CoreTraining>,
 }
 
 impl RunConfig {
@@ -108,7 +125,12 @@ impl RunConfig {
             output_dir,
             max_train_samples,
             max_eval_samples,
-            do_predict
+            do_predict,
+            mpo_preset,
+            mpo_targets,
+            mpo_layers,
+            mpo_lr,
+            core_training
         )
     }
 
@@ -123,7 +145,7 @@ impl RunConfig {
         let d = TrainArgs::default();
         TrainArgs {
             learning_rate: self.learning_rate.unwrap_or(d.learning_rate),
-            mpo_lr: d.mpo_lr,
+            mpo_lr: self.mpo_lr.or(d.mpo_lr),
             num_train_epochs: self.num_train_epochs.unwrap_or(d.num_train_epochs),
             per_device_train_batch_size: self
                 .per_device_train_batch_size
@@ -157,6 +179,10 @@ pub struct GlueCmd {
     /// Continue from `<output_dir>/checkpoint` when present.
     #[arg(long)]
     pub resume: bool,
+    /// Reproduce the released OPF code: MPO cores frozen, biases train (same as
+    /// `--core-training frozen`).
+    #[arg(long)]
+    pub compat_frozen_cores: bool,
     /// Settings overriding the config.
     #[command(flatten)]
     pub overrides: RunConfig,
@@ -185,14 +211,29 @@ impl Observer for Progress {
         self.bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
     }
     fn on_log(&mut self, log: &StepLog) {
-        self.bar.set_message(format!(
+        let line = format!(
             "loss {:.4} lr {:.2e} |g| {:.2} {:.1} ex/s",
             log.loss, log.lr, log.grad_norm, log.examples_per_second
-        ));
-        tracing::debug!(step = log.step, loss = log.loss, lr = log.lr, "train");
+        );
+        if self.bar.is_hidden() {
+            // Not a terminal (CI, a log file): print the progress as lines instead.
+            println!(
+                "step {:>6}/{} epoch {:.2} {line} elapsed {:.0}s",
+                log.step,
+                self.bar.length().unwrap_or(0),
+                log.epoch,
+                self.start.elapsed().as_secs_f64()
+            );
+        } else {
+            self.bar.set_message(line);
+        }
     }
     fn on_eval(&mut self, e: &EvalLog) {
-        let metrics: Vec<String> = e.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        let metrics: Vec<String> = e
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect();
         self.bar.println(format!(
             "step {:>6} epoch {:.2} {} loss {:.4} | {} | {:.1} ex/s",
             e.step,
@@ -290,9 +331,46 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         &train_device,
     )?;
     println!("model {}: {report}", model_dir.display());
+    let dense_params = model.num_params();
+    let mut model = model;
+    let core_training = if cmd.compat_frozen_cores {
+        CoreTraining::Frozen
+    } else {
+        cfg.core_training.unwrap_or_default()
+    };
+    if let Some(preset) = &cfg.mpo_preset {
+        let preset: mpo_core::Preset = preset.parse()?;
+        let paths = mpo_paths(
+            model.bert.num_layers(),
+            cfg.mpo_targets.as_deref().unwrap_or("all"),
+            cfg.mpo_layers.as_deref(),
+        )?;
+        let t0 = Instant::now();
+        let done = model
+            .bert
+            .over_parameterize(&paths, &preset, core_training)?;
+        println!(
+            "OPF: {} matrices over-parameterized with {preset} in {:.1}s (cores train: {core_training:?})",
+            done.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        for r in &done {
+            let dense = r.shape.dense_params();
+            println!(
+                "  {:<44} i={:?} j={:?} ranks={:?} params {} ({:.3}x dense)",
+                r.path.to_string(),
+                r.shape.row_factors(),
+                r.shape.col_factors(),
+                r.shape.full_ranks(),
+                r.params,
+                r.params as f64 / dense as f64
+            );
+        }
+    }
     println!(
-        "parameters: {} (train time) | device {device:?} | {} epochs × {} steps, lr {:.1e}, batch {}",
+        "parameters: {} at train time, {dense_params} dense ({:.3}x) | device {device:?} | {} epochs × {} steps, lr {:.1e}, batch {}",
         model.num_params(),
+        model.num_params() as f64 / dense_params as f64,
         args.num_train_epochs,
         train.len().div_ceil(args.per_device_train_batch_size),
         args.learning_rate,
@@ -329,9 +407,23 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
     progress.bar.finish_and_clear();
     let train_secs = t_train.elapsed().as_secs_f64();
 
-    let best = outcome.best;
+    // Evaluation, prediction and export run on the merged model: original architecture and cost.
+    let mut best = outcome.best;
+    best.bert.merge_mpo();
+    let test_params = best.num_params();
     println!(
-        "trained {} steps in {:.1}s; best {} at step {}",
+        "parameters at test time (merged): {test_params}{}",
+        if test_params == dense_params {
+            " = dense".to_string()
+        } else {
+            format!(" != dense {dense_params}")
+        }
+    );
+    if test_params != dense_params {
+        bail!("merged model has {test_params} parameters, the dense model {dense_params}");
+    }
+    println!(
+        "trained {} steps in {:.1}s; best dev {}: {}",
         outcome.state.global_step,
         train_secs,
         task.main_metric().key(),
@@ -351,7 +443,10 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         )?;
         let labels: Vec<_> = features.iter().filter_map(|f| f.label.clone()).collect();
         let metrics = opf_glue::compute_metrics(task, *split, &preds, &labels)?;
-        let line: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} = {v:.4}")).collect();
+        let line: Vec<String> = metrics
+            .iter()
+            .map(|(k, v)| format!("{k} = {v:.4}"))
+            .collect();
         println!("dev ({split}, best model): {}", line.join(", "));
     }
 
@@ -381,7 +476,12 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
 
     let export = out.join("model");
     best.save_pretrained(&export)?;
-    for f in ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"] {
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+    ] {
         let src = model_dir.join(f);
         if src.is_file() {
             std::fs::copy(&src, export.join(f))
@@ -394,4 +494,91 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Expands `--mpo-targets` / `--mpo-layers` into projection paths, layer-major.
+fn mpo_paths(num_layers: usize, targets: &str, layers: Option<&str>) -> Result<Vec<LinearPath>> {
+    let mut kinds = Vec::new();
+    for t in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let add: &[LinearKind] = match t {
+            "all" => &LinearKind::ALL,
+            "attention" => &[
+                LinearKind::Query,
+                LinearKind::Key,
+                LinearKind::Value,
+                LinearKind::AttentionOutput,
+            ],
+            "ffn" => &[LinearKind::Ffn1, LinearKind::Ffn2],
+            other => {
+                let kind = LinearKind::ALL
+                    .into_iter()
+                    .find(|k| k.name().eq_ignore_ascii_case(other))
+                    .with_context(|| {
+                        let names: Vec<&str> = LinearKind::ALL.iter().map(|k| k.name()).collect();
+                        format!(
+                            "unknown --mpo-targets entry {other:?}: expected {}, attention, ffn or all",
+                            names.join(", ")
+                        )
+                    })?;
+                kinds.push(kind);
+                continue;
+            }
+        };
+        kinds.extend_from_slice(add);
+    }
+    let layers: Vec<usize> = match layers {
+        None => (0..num_layers).collect(),
+        Some(list) => list
+            .split(',')
+            .map(|x| {
+                let l: usize = x.trim().parse().with_context(|| format!("bad layer {x:?}"))?;
+                if l >= num_layers {
+                    bail!("layer {l} out of range: the model has {num_layers} layers");
+                }
+                Ok(l)
+            })
+            .collect::<Result<_>>()?,
+    };
+    let mut paths = Vec::new();
+    for &l in &layers {
+        for kind in LinearKind::ALL {
+            if kinds.contains(&kind) {
+                paths.push(LinearPath::new(l, kind));
+            }
+        }
+    }
+    if paths.is_empty() {
+        bail!("--mpo-targets {targets:?} selects no matrix");
+    }
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mpo_targets_expand_in_layer_order() {
+        let p = mpo_paths(3, "ffn", Some("2,0")).unwrap();
+        let names: Vec<String> = p.iter().map(|p| format!("{}.{}", p.layer, p.kind.name())).collect();
+        assert_eq!(names, ["2.ffn_1", "2.ffn_2", "0.ffn_1", "0.ffn_2"]);
+        assert_eq!(mpo_paths(6, "all", None).unwrap().len(), 36);
+        assert_eq!(mpo_paths(2, "query,attention", None).unwrap().len(), 8);
+        assert!(mpo_paths(2, "ffn_3", None).is_err());
+        assert!(mpo_paths(2, "ffn", Some("2")).is_err());
+    }
+
+    #[test]
+    fn flags_override_the_config() {
+        let file: RunConfig = toml::from_str("learning_rate = 2e-5\nseed = 1\nmpo_preset = \"t5\"").unwrap();
+        let flags = RunConfig {
+            seed: Some(7),
+            ..RunConfig::default()
+        };
+        let cfg = file.overlay(flags);
+        assert_eq!(cfg.seed, Some(7));
+        assert_eq!(cfg.learning_rate, Some(2e-5));
+        assert_eq!(cfg.mpo_preset.as_deref(), Some("t5"));
+        assert!(toml::from_str::<RunConfig>("learning_rte = 1.0").is_err());
+    }
 }

@@ -1268,7 +1268,10 @@ impl BertModel {
         }
         let mut done = Vec::with_capacity(todo.len());
         for (path, shape) in todo {
-            let mpo = self.linear(path).clone().over_parameterize(&shape, training)?;
+            let mpo = self
+                .linear(path)
+                .clone()
+                .over_parameterize(&shape, training)?;
             let params = mpo.weight_params();
             self.set_linear(path, mpo)?;
             done.push(MpoReplacement {

@@ -25,6 +25,23 @@ pub enum CoreTraining {
     Frozen,
 }
 
+impl std::str::FromStr for CoreTraining {
+    type Err = String;
+
+    /// Parses `all`, `central`, `auxiliary` or `frozen`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "all" => Ok(CoreTraining::All),
+            "central" => Ok(CoreTraining::Central),
+            "auxiliary" => Ok(CoreTraining::Auxiliary),
+            "frozen" => Ok(CoreTraining::Frozen),
+            _ => Err(format!(
+                "unknown core training {s:?}: expected all, central, auxiliary or frozen"
+            )),
+        }
+    }
+}
+
 /// Linear layer `y = x Wᵀ + b` with `W` (out, in) = contraction of MPO cores.
 #[derive(Module, Debug)]
 pub struct MpoLinear {
@@ -162,8 +179,12 @@ mod tests {
 
     fn mpo_of(linear: &Linear, rows: Vec<usize>, cols: Vec<usize>) -> mpo_core::Mpo {
         let shape = mpo_core::MpoShape::new(rows, cols).expect("valid shape");
-        mpo_core::decompose(&dense_out_in(linear), &shape, &mpo_core::DecomposeOptions::default())
-            .expect("decomposes")
+        mpo_core::decompose(
+            &dense_out_in(linear),
+            &shape,
+            &mpo_core::DecomposeOptions::default(),
+        )
+        .expect("decomposes")
     }
 
     /// Spec §8 item 7: the MPO layer built from a Linear's weight reproduces the Linear (f32, 1e-5

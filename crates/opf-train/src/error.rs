@@ -14,15 +14,17 @@ pub enum TrainError {
     InvalidArgs(String),
     /// The loss became NaN or infinite; the last good checkpoint is kept.
     #[error(
-        "loss is {loss} at step {step}: training stopped; the last good checkpoint (step {last_checkpoint_step}) is kept in the output directory (lower the learning rate or check the data)"
+        "loss is {loss} at step {step}: training stopped; {} (lower the learning rate or check the data)",
+        kept_checkpoint(*.last_checkpoint)
     )]
     NonFiniteLoss {
-        /// Step at which it happened.
+        /// The optimizer step whose loss was non-finite, 1-based like the step logs (the step
+        /// that would have made `global_step` equal to this).
         step: usize,
         /// The loss value.
         loss: f64,
-        /// Step of the last checkpoint written.
-        last_checkpoint_step: usize,
+        /// Step of the last checkpoint this run wrote or resumed from (`None`: there is none).
+        last_checkpoint: Option<usize>,
     },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
@@ -38,4 +40,13 @@ pub enum TrainError {
     /// Saving or loading a checkpoint failed.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+}
+
+fn kept_checkpoint(step: Option<usize>) -> String {
+    match step {
+        Some(step) => format!(
+            "the last good checkpoint (step {step}) is kept in the output directory"
+        ),
+        None => "no checkpoint was written yet".to_string(),
+    }
 }

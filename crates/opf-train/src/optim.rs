@@ -212,3 +212,254 @@ pub fn param_paths<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
     let _ = module.clone().map(&mut p);
     p.out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    /// One parameter per optimizer group: `weight` (decayed), `bias` (no decay) and `cores.0`
+    /// (MPO group, scaled learning rate, decayed).
+    #[derive(Module, Debug)]
+    struct Toy {
+        weight: Param<Tensor<1>>,
+        bias: Param<Tensor<1>>,
+        cores: Vec<Param<Tensor<1>>>,
+    }
+
+    const W0: [f32; 2] = [0.5, -1.25];
+    const B0: [f32; 1] = [0.75];
+    const C0: [f32; 2] = [-0.625, 1.5];
+
+    fn param(values: &[f32], device: &Device) -> Param<Tensor<1>> {
+        Param::from_tensor(Tensor::<1>::from_data(
+            TensorData::new(values.to_vec(), [values.len()]),
+            device,
+        ))
+    }
+
+    fn toy(device: &Device) -> Toy {
+        Toy {
+            weight: param(&W0, device),
+            bias: param(&B0, device),
+            cores: vec![param(&C0, device)],
+        }
+    }
+
+    fn values(p: &Param<Tensor<1>>) -> Vec<f32> {
+        p.val().into_data().convert::<f32>().to_vec::<f32>().unwrap()
+    }
+
+    /// Gradients equal to the given constants exactly: the loss is `Σ p·g` per parameter.
+    fn fixed_grads(model: &Toy, gw: [f32; 2], gb: [f32; 1], gc: [f32; 2]) -> GradientsParams {
+        let device = model.weight.val().device();
+        let dot = |p: &Param<Tensor<1>>, g: &[f32]| {
+            (p.val() * Tensor::<1>::from_data(TensorData::new(g.to_vec(), [g.len()]), &device))
+                .sum()
+        };
+        let loss = dot(&model.weight, &gw) + dot(&model.bias, &gb) + dot(&model.cores[0], &gc);
+        GradientsParams::from_grads(loss.backward(), model)
+    }
+
+    // Three steps with different learning rates and gradients (all dyadic, so exact in f32).
+    const LRS: [f64; 3] = [0.1, 0.05, 0.02];
+    const GW: [[f32; 2]; 3] = [[0.125, -0.0625], [0.25, 0.03125], [-0.5, 0.0078125]];
+    const GB: [[f32; 1]; 3] = [[1.0], [-0.5], [0.25]];
+    const GC: [[f32; 2]; 3] = [[0.0625, -1.0], [-0.125, 0.5], [0.375, 0.015625]];
+    const MPO_SCALE: f64 = 0.5;
+    /// ε large enough against the gradients that its placement changes the result.
+    const HP: AdamWParams = AdamWParams {
+        beta_1: 0.9,
+        beta_2: 0.999,
+        epsilon: 1e-2,
+        weight_decay: 0.5,
+    };
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Variant {
+        /// HF / OPF: ε on the raw √v, decay after the update.
+        Hf,
+        /// torch.optim.AdamW: decay before the update.
+        DecayFirst,
+        /// ε added to the bias-corrected √v̂ (burn, torch).
+        EpsOnCorrected,
+        /// No bias correction.
+        NoCorrection,
+    }
+
+    /// Plain f64 AdamW over the three steps for one parameter vector.
+    fn reference(
+        p0: &[f32],
+        grads: &[&[f32]],
+        lr_scale: f64,
+        wd: f64,
+        variant: Variant,
+    ) -> Vec<f64> {
+        let (b1, b2, eps) = (HP.beta_1, HP.beta_2, HP.epsilon);
+        let mut p: Vec<f64> = p0.iter().map(|&x| x as f64).collect();
+        let mut m = vec![0.0; p.len()];
+        let mut v = vec![0.0; p.len()];
+        for (t, (g, lr)) in grads.iter().zip(LRS).enumerate() {
+            let t = t as i32 + 1;
+            let lr = lr * lr_scale;
+            for i in 0..p.len() {
+                let g = g[i] as f64;
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                if variant == Variant::DecayFirst {
+                    p[i] -= lr * wd * p[i];
+                }
+                p[i] -= match variant {
+                    Variant::Hf | Variant::DecayFirst => {
+                        let step = lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
+                        step * m[i] / (v[i].sqrt() + eps)
+                    }
+                    Variant::EpsOnCorrected => {
+                        let m_hat = m[i] / (1.0 - b1.powi(t));
+                        let v_hat = v[i] / (1.0 - b2.powi(t));
+                        lr * m_hat / (v_hat.sqrt() + eps)
+                    }
+                    Variant::NoCorrection => lr * m[i] / (v[i].sqrt() + eps),
+                };
+                if variant != Variant::DecayFirst {
+                    p[i] -= lr * wd * p[i];
+                }
+            }
+        }
+        p
+    }
+
+    fn max_rel_err(got: &[f32], want: &[f64]) -> f64 {
+        assert_eq!(got.len(), want.len());
+        got.iter()
+            .zip(want)
+            .map(|(&g, &w)| (g as f64 - w).abs() / w.abs())
+            .fold(0.0, f64::max)
+    }
+
+    /// Spec §8 item 14: three AdamW steps through `build_optimizer` match the HF formula computed
+    /// independently in f64 — bias correction, ε outside the sqrt on the raw v, decoupled decay
+    /// after the update, no decay for biases, and `mpo_lr / lr` for cores. Tolerance 1e-6
+    /// relative (f32); each plausible variant of the formula misses by more than 1e-4.
+    #[test]
+    fn adamw_matches_hand_computed_three_steps() {
+        let device = Device::flex().autodiff();
+        let mut model = toy(&device);
+        let mut optim = build_optimizer(HP, MPO_SCALE);
+        for (k, &lr) in LRS.iter().enumerate() {
+            let grads = fixed_grads(&model, GW[k], GB[k], GC[k]);
+            model = optim.step(lr, model, grads);
+        }
+
+        let gw: Vec<&[f32]> = GW.iter().map(|g| g.as_slice()).collect();
+        let gb: Vec<&[f32]> = GB.iter().map(|g| g.as_slice()).collect();
+        let gc: Vec<&[f32]> = GC.iter().map(|g| g.as_slice()).collect();
+        let wd = HP.weight_decay;
+        let cases = [
+            ("weight", values(&model.weight), &W0[..], &gw, 1.0, wd),
+            ("bias", values(&model.bias), &B0[..], &gb, 1.0, 0.0),
+            ("cores.0", values(&model.cores[0]), &C0[..], &gc, MPO_SCALE, wd),
+        ];
+        for (name, got, p0, grads, scale, wd) in cases {
+            let want = reference(p0, grads, scale, wd, Variant::Hf);
+            let err = max_rel_err(&got, &want);
+            assert!(err < 1e-6, "{name}: got {got:?}, want {want:?} (rel err {err:e})");
+            // The test can tell the HF rule from its look-alikes.
+            let mut variants = vec![Variant::EpsOnCorrected, Variant::NoCorrection];
+            if wd > 0.0 {
+                variants.push(Variant::DecayFirst);
+            }
+            for variant in variants {
+                let other = reference(p0, grads, scale, wd, variant);
+                assert!(max_rel_err(&got, &other) > 1e-4, "{name}: indistinguishable");
+            }
+        }
+        // Decay and the MPO scale matter too: with them dropped, the weight and core differ.
+        let no_decay = reference(&W0, &gw, 1.0, 0.0, Variant::Hf);
+        assert!(max_rel_err(&values(&model.weight), &no_decay) > 1e-4);
+        let unscaled = reference(&C0, &gc, 1.0, wd, Variant::Hf);
+        assert!(max_rel_err(&values(&model.cores[0]), &unscaled) > 1e-4);
+    }
+
+    /// The three groups match the intended paths, and `param_paths` reports them.
+    #[test]
+    fn group_patterns() {
+        let no_decay = regex_matches(NO_DECAY_PATTERN);
+        let mpo = regex_matches(MPO_CORE_PATTERN);
+        for path in [
+            "classifier.bias",
+            "bert.embeddings.layer_norm.gamma",
+            "bert.embeddings.layer_norm.beta",
+            "bert.encoder.layers.0.output.dense.Mpo.bias",
+        ] {
+            assert!(no_decay(path), "{path} should not decay");
+        }
+        for path in [
+            "classifier.weight",
+            "bert.embeddings.word_embeddings.weight",
+            "bert.encoder.layers.0.output.dense.Mpo.cores.0",
+            "bias_net.weight",
+        ] {
+            assert!(!no_decay(path), "{path} should decay");
+        }
+        for path in ["cores.0", "a.Mpo.cores.12", "cores"] {
+            assert!(mpo(path), "{path} is a core");
+        }
+        for path in ["a.b.bias", "encores.0", "a.cores_x.0", "a.weight"] {
+            assert!(!mpo(path), "{path} is not a core");
+        }
+
+        let device = Device::flex();
+        let paths: Vec<String> = param_paths(&toy(&device))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(paths, ["weight", "bias", "cores.0"]);
+    }
+
+    fn regex_matches(pattern: &str) -> impl Fn(&str) -> bool {
+        let group = ParamGroup::from_regex(pattern).expect("valid regex");
+        move |path| group.matches(&burn::module::ParamId::new(), Some(path))
+    }
+
+    /// `grad_global_norm` is √Σg² over every gradient; `clip_grad_norm` returns it and scales by
+    /// `max_norm / (norm + 1e-6)` only when that factor is below 1 (tolerance 1e-6 relative, f32).
+    #[test]
+    fn clip_grad_norm_scales_only_above_max() {
+        let device = Device::flex().autodiff();
+        let model = toy(&device);
+        let (gw, gb, gc) = ([3.0, -4.0], [12.0], [0.0, 84.0]);
+        let norm = (9.0f64 + 16.0 + 144.0 + 7056.0).sqrt(); // 85
+        let grads = || fixed_grads(&model, gw, gb, gc);
+        let all = |g: &GradientsParams| -> Vec<f32> {
+            [&model.weight, &model.bias, &model.cores[0]]
+                .iter()
+                .flat_map(|p| g.get::<1>(p.id).unwrap().into_data().to_vec::<f32>().unwrap())
+                .collect()
+        };
+        let raw: Vec<f32> = gw.into_iter().chain(gb).chain(gc).collect();
+
+        assert!((grad_global_norm(&model, &grads()) - norm).abs() < 1e-6 * norm);
+
+        // max_norm above the norm: untouched, bit for bit.
+        let mut g = grads();
+        let returned = clip_grad_norm(&model, &mut g, 100.0);
+        assert!((returned - norm).abs() < 1e-6 * norm);
+        assert_eq!(all(&g), raw);
+
+        // max_norm below: scaled by max_norm / (norm + 1e-6).
+        let mut g = grads();
+        let returned = clip_grad_norm(&model, &mut g, 1.0);
+        assert!((returned - norm).abs() < 1e-6 * norm);
+        let coef = 1.0 / (norm + 1e-6);
+        for (got, want) in all(&g).iter().zip(&raw) {
+            let want = *want as f64 * coef;
+            assert!(
+                (*got as f64 - want).abs() <= 1e-6 * want.abs(),
+                "{got} vs {want}"
+            );
+        }
+        assert!((grad_global_norm(&model, &g) - 1.0).abs() < 1e-6);
+
+    }
+}

@@ -33,7 +33,11 @@ pub fn svg(title: &str, panels: &[(&str, Vec<Series<'_>>)]) -> String {
         W / 2.0,
         escape(title)
     );
-    let all = || panels.iter().flat_map(|(_, ss)| ss.iter().flat_map(|x| x.points));
+    let all = || {
+        panels
+            .iter()
+            .flat_map(|(_, ss)| ss.iter().flat_map(|x| x.points))
+    };
     let (x0, x1) = bounds(all().map(|p| p.0));
     for (k, (ylabel, series)) in panels.iter().enumerate() {
         let top = T + k as f64 * (PH + B);
@@ -118,7 +122,9 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

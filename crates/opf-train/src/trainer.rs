@@ -13,10 +13,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use opf_glue::{Batch, BatchLabels, Batches, Features, Label, Order, Predictions, Split, Task};
 use serde::{Deserialize, Serialize};
 
+use crate::TrainError;
 use crate::optim::{AdamWParams, build_optimizer, clip_grad_norm};
 use crate::plot::{Series, svg};
 use crate::schedule::LinearSchedule;
-use crate::TrainError;
 
 /// A model the trainer can fine-tune: maps a batch to logits `[batch, num_labels]`.
 pub trait SequenceClassifier: Module + Clone + core::fmt::Debug {
@@ -152,6 +152,13 @@ pub trait Observer {
     fn on_eval(&mut self, _eval: &EvalLog) {}
     /// A free-form message (checkpoint written, resumed, ...).
     fn on_message(&mut self, _msg: &str) {}
+    /// Asked after every optimizer step, once that step's evaluation and checkpoint are done
+    /// (HF's `control.should_training_stop`): `true` ends training early. [`train`] then writes the
+    /// reports and returns normally, without an extra checkpoint, so a later resume continues from
+    /// the last checkpoint written (`save_steps` or epoch end) with the same schedule.
+    fn should_stop(&mut self, _step: usize) -> bool {
+        false
+    }
 }
 
 /// An observer that reports nothing.
@@ -342,7 +349,9 @@ pub fn train<M: SequenceClassifier>(
         return Err(TrainError::EmptyTrainSet);
     }
     if args.per_device_train_batch_size == 0 || args.per_device_eval_batch_size == 0 {
-        return Err(TrainError::InvalidArgs("batch sizes must be positive".into()));
+        return Err(TrainError::InvalidArgs(
+            "batch sizes must be positive".into(),
+        ));
     }
     std::fs::create_dir_all(out.root()).map_err(io_err(out.root()))?;
     let bs = args.per_device_train_batch_size;
@@ -366,7 +375,8 @@ pub fn train<M: SequenceClassifier>(
     let mut model = model;
     let mut best = model.clone();
     let mut state = TrainerState::default();
-    if resume && out.has_checkpoint() {
+    let resumed = resume && out.has_checkpoint();
+    if resumed {
         let (m, b, o, s) = load_checkpoint(out, model, optim)?;
         (model, best, optim, state) = (m, b, o, s);
         observer.on_message(&format!(
@@ -381,12 +391,12 @@ pub fn train<M: SequenceClassifier>(
     let mut interval_steps = 0usize;
     let mut interval_examples = 0usize;
     let mut interval_start = Instant::now();
-    let mut last_good_step = state.global_step;
+    let mut last_checkpoint = resumed.then_some(state.global_step);
     let segment_start = Instant::now();
     let train_seconds_before = state.train_seconds;
 
     let start_epoch = state.global_step / steps_per_epoch;
-    for epoch in start_epoch..args.num_train_epochs {
+    'epochs: for epoch in start_epoch..args.num_train_epochs {
         let skip = state.global_step - epoch * steps_per_epoch;
         let order = Order::Shuffled {
             seed: args.seed,
@@ -402,9 +412,9 @@ pub fn train<M: SequenceClassifier>(
             let loss_value = loss.clone().into_scalar::<f64>();
             if !loss_value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
-                    step,
+                    step: step + 1,
                     loss: loss_value,
-                    last_checkpoint_step: last_good_step,
+                    last_checkpoint,
                 });
             }
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -437,15 +447,20 @@ pub fn train<M: SequenceClassifier>(
             }
             let epoch_end = state.global_step % steps_per_epoch == 0;
             if epoch_end || (args.eval_steps > 0 && state.global_step % args.eval_steps == 0) {
-                evaluate_into(&model, &mut best, task, data, args, device, &mut state, observer)?;
+                evaluate_into(
+                    &model, &mut best, task, data, args, device, &mut state, observer,
+                )?;
             }
             if epoch_end || (args.save_steps > 0 && state.global_step % args.save_steps == 0) {
-                state.train_seconds =
-                    train_seconds_before + segment_start.elapsed().as_secs_f64();
+                state.train_seconds = train_seconds_before + segment_start.elapsed().as_secs_f64();
                 save_checkpoint(out, &model, &best, &optim, &state)?;
                 write_reports(out, task, &state)?;
-                last_good_step = state.global_step;
+                last_checkpoint = Some(state.global_step);
                 observer.on_message(&format!("checkpoint at step {}", state.global_step));
+            }
+            if observer.should_stop(state.global_step) {
+                observer.on_message(&format!("stopped early at step {}", state.global_step));
+                break 'epochs;
             }
         }
     }
