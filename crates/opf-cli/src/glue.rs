@@ -531,7 +531,10 @@ fn mpo_paths(num_layers: usize, targets: &str, layers: Option<&str>) -> Result<V
         Some(list) => list
             .split(',')
             .map(|x| {
-                let l: usize = x.trim().parse().with_context(|| format!("bad layer {x:?}"))?;
+                let l: usize = x
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("bad layer {x:?}"))?;
                 if l >= num_layers {
                     bail!("layer {l} out of range: the model has {num_layers} layers");
                 }
@@ -560,7 +563,10 @@ mod tests {
     #[test]
     fn mpo_targets_expand_in_layer_order() {
         let p = mpo_paths(3, "ffn", Some("2,0")).unwrap();
-        let names: Vec<String> = p.iter().map(|p| format!("{}.{}", p.layer, p.kind.name())).collect();
+        let names: Vec<String> = p
+            .iter()
+            .map(|p| format!("{}.{}", p.layer, p.kind.name()))
+            .collect();
         assert_eq!(names, ["2.ffn_1", "2.ffn_2", "0.ffn_1", "0.ffn_2"]);
         assert_eq!(mpo_paths(6, "all", None).unwrap().len(), 36);
         assert_eq!(mpo_paths(2, "query,attention", None).unwrap().len(), 8);
@@ -570,7 +576,8 @@ mod tests {
 
     #[test]
     fn flags_override_the_config() {
-        let file: RunConfig = toml::from_str("learning_rate = 2e-5\nseed = 1\nmpo_preset = \"t5\"").unwrap();
+        let file: RunConfig =
+            toml::from_str("learning_rate = 2e-5\nseed = 1\nmpo_preset = \"t5\"").unwrap();
         let flags = RunConfig {
             seed: Some(7),
             ..RunConfig::default()

@@ -45,7 +45,7 @@ def main():
     )
     tok = AutoTokenizer.from_pretrained(MODEL)
     mrpc = read_tsv(glue / "MRPC" / "dev.tsv")[1:21]
-    sst = read_tsv(CRATE / "tests" / "fixtures" / "glue" / "SST-2" / "train.tsv")[1:]
+    sst = read_tsv(CRATE / "tests" / "fixtures" / "glue" / "SST-2" / "fixture-train.tsv")[1:]
     cases = []
     for max_length in (128, 16):
         cases.append(

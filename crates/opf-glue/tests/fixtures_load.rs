@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 
 use opf_glue::{Example, GlueError, Label, Split, Task, load_examples, read_examples};
 
+mod common;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 fn load(task: Task, split: Split) -> Vec<Example> {
-    load_examples(&fixtures().join("glue"), task, split)
-        .unwrap_or_else(|e| panic!("{task} {split}: {e}"))
+    load_examples(common::glue_dir(), task, split).unwrap_or_else(|e| panic!("{task} {split}: {e}"))
 }
 
 fn guids(ex: &[Example]) -> Vec<&str> {
@@ -253,8 +254,7 @@ fn bad_labels_report_line_and_valid_labels() {
 
 #[test]
 fn missing_file_and_unsupported_split() {
-    let err =
-        load_examples(&fixtures().join("glue"), Task::Qnli, Split::DevMismatched).unwrap_err();
+    let err = load_examples(common::glue_dir(), Task::Qnli, Split::DevMismatched).unwrap_err();
     assert!(matches!(
         err,
         GlueError::UnsupportedSplit {

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use opf_glue::{
     BatchLabels, Batches, GlueError, GlueTokenizer, Label, Order, Split, Task, load_examples,
     resolve_data_dir,
@@ -155,7 +157,7 @@ fn tokenization_matches_transformers() {
         return;
     };
     let fx: TokFixture = serde_json::from_str(include_str!("fixtures/tokenizer.json")).unwrap();
-    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glue");
+    let own = common::glue_dir();
     let glue = glue_dir();
     let mut checked = 0;
     for case in &fx.cases {
@@ -164,7 +166,7 @@ fn tokenization_matches_transformers() {
                 Some(g) => load_examples(g, Task::Mrpc, Split::Dev).unwrap(),
                 None => continue,
             },
-            "fixture:SST-2/train.tsv" => load_examples(&own, Task::Sst2, Split::Train).unwrap(),
+            "fixture:SST-2/train.tsv" => load_examples(own, Task::Sst2, Split::Train).unwrap(),
             other => panic!("unknown source {other}"),
         };
         let examples = &examples[..case.guids.len()];
@@ -193,8 +195,8 @@ fn real_tokenizer_batches_pad_dynamically() {
     let Some(tokenizer) = tokenizer_json() else {
         return;
     };
-    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glue");
-    let ex = load_examples(&own, Task::Stsb, Split::Train).unwrap();
+    let own = common::glue_dir();
+    let ex = load_examples(own, Task::Stsb, Split::Train).unwrap();
     let tok = GlueTokenizer::from_file(&tokenizer, 128)
         .unwrap()
         .with_pad_id(7);

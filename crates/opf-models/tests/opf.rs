@@ -212,7 +212,7 @@ fn hf_shapes(model: &Model) -> BTreeMap<String, Vec<usize>> {
     model
         .hf_tensors()
         .into_iter()
-        .map(|(name, data)| (name, data.shape.to_vec()))
+        .map(|(name, data)| (name, data.shape().to_vec()))
         .collect()
 }
 
@@ -335,7 +335,7 @@ fn tiny_unsupported_presets_fail_cleanly() {
         );
     }
     // FFN_1 alone (37×32) is fine for a generic preset; re-requesting it is a no-op.
-    let ffn1 = [LinearPath::new(1, LinearKind::Intermediate)];
+    let ffn1 = [LinearPath::new(1, LinearKind::Ffn1)];
     let preset = Preset::Opf(3);
     let done = model
         .bert

@@ -44,9 +44,9 @@ pub enum TrainError {
 
 fn kept_checkpoint(step: Option<usize>) -> String {
     match step {
-        Some(step) => format!(
-            "the last good checkpoint (step {step}) is kept in the output directory"
-        ),
+        Some(step) => {
+            format!("the last good checkpoint (step {step}) is kept in the output directory")
+        }
         None => "no checkpoint was written yet".to_string(),
     }
 }

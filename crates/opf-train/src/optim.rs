@@ -247,7 +247,11 @@ mod tests {
     }
 
     fn values(p: &Param<Tensor<1>>) -> Vec<f32> {
-        p.val().into_data().convert::<f32>().to_vec::<f32>().unwrap()
+        p.val()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap()
     }
 
     /// Gradients equal to the given constants exactly: the loss is `Σ p·g` per parameter.
@@ -358,12 +362,22 @@ mod tests {
         let cases = [
             ("weight", values(&model.weight), &W0[..], &gw, 1.0, wd),
             ("bias", values(&model.bias), &B0[..], &gb, 1.0, 0.0),
-            ("cores.0", values(&model.cores[0]), &C0[..], &gc, MPO_SCALE, wd),
+            (
+                "cores.0",
+                values(&model.cores[0]),
+                &C0[..],
+                &gc,
+                MPO_SCALE,
+                wd,
+            ),
         ];
         for (name, got, p0, grads, scale, wd) in cases {
             let want = reference(p0, grads, scale, wd, Variant::Hf);
             let err = max_rel_err(&got, &want);
-            assert!(err < 1e-6, "{name}: got {got:?}, want {want:?} (rel err {err:e})");
+            assert!(
+                err < 1e-6,
+                "{name}: got {got:?}, want {want:?} (rel err {err:e})"
+            );
             // The test can tell the HF rule from its look-alikes.
             let mut variants = vec![Variant::EpsOnCorrected, Variant::NoCorrection];
             if wd > 0.0 {
@@ -371,7 +385,10 @@ mod tests {
             }
             for variant in variants {
                 let other = reference(p0, grads, scale, wd, variant);
-                assert!(max_rel_err(&got, &other) > 1e-4, "{name}: indistinguishable");
+                assert!(
+                    max_rel_err(&got, &other) > 1e-4,
+                    "{name}: indistinguishable"
+                );
             }
         }
         // Decay and the MPO scale matter too: with them dropped, the weight and core differ.
@@ -434,7 +451,13 @@ mod tests {
         let all = |g: &GradientsParams| -> Vec<f32> {
             [&model.weight, &model.bias, &model.cores[0]]
                 .iter()
-                .flat_map(|p| g.get::<1>(p.id).unwrap().into_data().to_vec::<f32>().unwrap())
+                .flat_map(|p| {
+                    g.get::<1>(p.id)
+                        .unwrap()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap()
+                })
                 .collect()
         };
         let raw: Vec<f32> = gw.into_iter().chain(gb).chain(gc).collect();
@@ -460,6 +483,5 @@ mod tests {
             );
         }
         assert!((grad_global_norm(&model, &g) - 1.0).abs() < 1e-6);
-
     }
 }
