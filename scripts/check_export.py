@@ -38,7 +38,7 @@ def main() -> int:
     model, info = AutoModelForSequenceClassification.from_pretrained(
         args.dir,
         output_loading_info=True,
-        torch_dtype=torch.float32,
+        dtype=torch.float32,
         attn_implementation="eager",
     )
     model.eval()

@@ -14,6 +14,8 @@ use serde_json::Value;
 pub enum BenchCommand {
     /// Rust `mpo_core::decompose` vs the numpy reference, same matrices, same thread count.
     Mpo(MpoArgs),
+    /// MiniLM-L6 MRPC training/evaluation throughput: opf dense and OPF vs PyTorch.
+    Train(crate::bench_train::TrainArgs),
 }
 
 /// Arguments of `cargo xtask bench mpo`.
@@ -46,6 +48,7 @@ pub struct MpoArgs {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Mpo(args) => bench_mpo(&args),
+        BenchCommand::Train(args) => crate::bench_train::run(&args),
     }
 }
 

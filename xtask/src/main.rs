@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: project automation. Each task lives in its own module.
 
 mod bench;
+mod bench_train;
 mod glue;
 
 use clap::{Parser, Subcommand};

@@ -31,6 +31,11 @@ use safetensors::SafeTensors;
 
 /// Relative Frobenius error allowed between mathematically equal models (f32).
 const TOLERANCE: f64 = 1e-5;
+/// Relative Frobenius error allowed between a model and its reloaded checkpoint. The tensors
+/// round-trip bit for bit (checked), but a trained weight is a contiguous `(in, out)` buffer and a
+/// loaded one a transposed view of `(out, in)`; burn-flex's 2-D matmul (pooler, classifier) then
+/// sums in another order. Measured ≈ 2e-7; a dense model trained one step shows the same 4e-8.
+const RELOAD_TOLERANCE: f64 = 1e-6;
 /// Learning rate of the test training steps: large enough to move the logits visibly.
 const LR: f64 = 1e-3;
 
@@ -255,9 +260,17 @@ fn check_export(model: &Model, batch: &Batch, dense_reference: &Model, name: &st
     let (reloaded, report) = Model::load(&dir, None, None, &device).unwrap();
     assert!(report.initialized.is_empty(), "{report}");
     assert!(report.unused.is_empty(), "{report}");
+    for ((name_a, a), (name_b, b)) in reloaded.hf_tensors().into_iter().zip(model.hf_tensors()) {
+        assert_eq!(name_a, name_b);
+        assert_eq!(a.shape(), b.shape(), "{name_a}");
+        let (a, b): (Vec<f32>, Vec<f32>) = (a.try_into_vec().unwrap(), b.try_into_vec().unwrap());
+        assert!(a == b, "{name}: {name_a} changed in the round trip");
+    }
     let want = eval_logits(model, batch);
     let got = eval_logits(&reloaded, batch);
-    assert_eq!(to_vec(got), to_vec(want.clone()), "{name}: reloaded logits");
+    let err = rel_err(got, want.clone());
+    println!("{name}: reloaded vs merged logits {err:.2e}");
+    assert!(err < RELOAD_TOLERANCE, "{name}: reloaded logits {err:.2e}");
 
     let (ids, types, mask) = batch;
     let inputs = serde_json::json!({

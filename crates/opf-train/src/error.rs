@@ -26,6 +26,19 @@ pub enum TrainError {
         /// Step of the last checkpoint this run wrote or resumed from (`None`: there is none).
         last_checkpoint: Option<usize>,
     },
+    /// The weights became NaN or infinite (found before writing a checkpoint, which is then
+    /// not written); the last good checkpoint is kept.
+    #[error(
+        "weights are not finite after step {step}: training stopped; {} (lower the learning rate or weight decay)",
+        kept_checkpoint(*.last_checkpoint)
+    )]
+    NonFiniteWeights {
+        /// The optimizer step (1-based) whose update made them non-finite or after which it was
+        /// noticed.
+        step: usize,
+        /// Step of the last checkpoint this run wrote or resumed from (`None`: there is none).
+        last_checkpoint: Option<usize>,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -37,6 +50,9 @@ pub enum TrainError {
     /// Data, batching or metric error.
     #[error(transparent)]
     Glue(#[from] opf_glue::GlueError),
+    /// Scoring or selecting matrices failed.
+    #[error(transparent)]
+    Select(#[from] opf_select::SelectError),
     /// Saving or loading a checkpoint failed.
     #[error("checkpoint: {0}")]
     Checkpoint(String),

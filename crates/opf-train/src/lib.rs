@@ -6,6 +6,7 @@ mod error;
 pub mod optim;
 mod plot;
 pub mod schedule;
+pub mod select;
 mod trainer;
 
 pub use error::TrainError;

@@ -158,6 +158,27 @@ pub fn grad_global_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Whether every float parameter of `module` is finite (no NaN or ±inf), with one host sync:
+/// `p − p` is exactly 0 for finite values and NaN otherwise.
+pub fn params_finite<M: Module>(module: &M) -> bool {
+    struct Check {
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for Check {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let p = param.val();
+            let s = (p.clone() - p).sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+    let mut c = Check { total: None };
+    module.visit(&mut c);
+    c.total.is_none_or(|t| t.into_scalar::<f64>() == 0.0)
+}
+
 /// Scales every gradient of `module` by `factor` in place.
 pub fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, factor: f64) {
     struct Scale<'a> {

@@ -14,7 +14,7 @@ use opf_glue::{Batch, BatchLabels, Batches, Features, Label, Order, Predictions,
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::optim::{AdamWParams, build_optimizer, clip_grad_norm};
+use crate::optim::{AdamWParams, build_optimizer, clip_grad_norm, params_finite};
 use crate::plot::{Series, svg};
 use crate::schedule::LinearSchedule;
 
@@ -335,6 +335,7 @@ fn load_checkpoint<M: SequenceClassifier>(
 /// under `out`. With `resume`, continues from `out/checkpoint` when present. Deterministic for a
 /// fixed seed on the CPU backend: the shuffling seed depends on (seed, epoch) and the dropout seed
 /// on (seed, step), so a resumed run replays the same batches and masks.
+#[allow(clippy::too_many_arguments)]
 pub fn train<M: SequenceClassifier>(
     model: M,
     task: Task,
@@ -452,6 +453,14 @@ pub fn train<M: SequenceClassifier>(
                 )?;
             }
             if epoch_end || (args.save_steps > 0 && state.global_step % args.save_steps == 0) {
+                // The loss check runs before the update, so an update that overflowed (or NaN
+                // gradients) would otherwise be checkpointed as "good".
+                if !params_finite(&model) {
+                    return Err(TrainError::NonFiniteWeights {
+                        step: state.global_step,
+                        last_checkpoint,
+                    });
+                }
                 state.train_seconds = train_seconds_before + segment_start.elapsed().as_secs_f64();
                 save_checkpoint(out, &model, &best, &optim, &state)?;
                 write_reports(out, task, &state)?;
@@ -500,7 +509,7 @@ fn evaluate_into<M: SequenceClassifier>(
         )?;
         let labels: Vec<Label> = examples
             .iter()
-            .map(|f| f.label.clone().ok_or(TrainError::MissingLabels))
+            .map(|f| f.label.ok_or(TrainError::MissingLabels))
             .collect::<Result<_, _>>()?;
         let metrics = opf_glue::compute_metrics(task, *split, &preds, &labels)?;
         let eval = EvalLog {

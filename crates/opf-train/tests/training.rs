@@ -30,12 +30,15 @@ fn tiny_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../opf-models/tests/fixtures/tiny-bert")
 }
 
-/// The tiny BERT with a fresh 2-label head drawn from `seed`.
+/// The tiny BERT with a fresh 2-label head (MRPC) drawn from `seed`. The fixture is a 3-label
+/// classifier and loading refuses a mismatched head, so the head is replaced after loading.
 fn tiny_model(seed: u64, device: &Device) -> BertForSequenceClassification {
     device.seed(seed);
-    BertForSequenceClassification::load(tiny_dir(), None, Some(2), device)
+    let mut model = BertForSequenceClassification::load(tiny_dir(), None, None, device)
         .expect("tiny BERT fixture loads")
-        .0
+        .0;
+    model.classifier = burn::nn::LinearConfig::new(32, 2).init(device);
+    model
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -330,7 +333,7 @@ fn data() -> TrainData {
 
 /// 40 examples, batch 8 → 5 steps/epoch, 10 in all. Evaluations at 4, 5, 8, 10; logs at 3, 6, 9;
 /// checkpoints at 3, 5, 6, 9, 10.
-fn args() -> TrainArgs {
+fn base_args() -> TrainArgs {
     TrainArgs {
         learning_rate: 1e-3,
         mpo_lr: None,
@@ -410,7 +413,7 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     let _lock = rng_lock();
     let device = Device::flex().autodiff();
     let data = data();
-    let args = args();
+    let args = base_args();
 
     let full_dir = tempfile::tempdir().unwrap();
     let full_run = RunDir::new(full_dir.path());
@@ -563,12 +566,14 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
     let _lock = rng_lock();
     let device = Device::flex().autodiff();
     let data = data();
+    // No weight decay: with lr·wd = 1e28 the decay itself overflows the weights (case below).
     let args = TrainArgs {
         learning_rate: 1e30,
         warmup_ratio: 0.0,
+        weight_decay: 0.0,
         save_steps: 1,
         eval_steps: 0,
-        ..args()
+        ..base_args()
     };
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::new(dir.path());
@@ -620,6 +625,38 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
         .try_load_file(dir.path().join("checkpoint").join(file))
         .expect("checkpointed model loads");
     assert!(snapshot(&kept).values().flatten().all(|x| x.is_finite()));
+    assert!(opf_train::optim::params_finite(&kept));
+
+    // With weight decay the first update overflows the weights (p −= 1e28·p) while the first loss
+    // was finite: caught before the step-1 checkpoint, which is not written.
+    let dir = tempfile::tempdir().unwrap();
+    let err = train(
+        tiny_model(11, &device),
+        Task::Mrpc,
+        &data,
+        &TrainArgs {
+            weight_decay: 0.01,
+            ..args.clone()
+        },
+        &RunDir::new(dir.path()),
+        false,
+        &device,
+        &mut Probe::default(),
+    )
+    .err()
+    .expect("weights overflow");
+    assert!(
+        matches!(
+            err,
+            TrainError::NonFiniteWeights {
+                step: 1,
+                last_checkpoint: None
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("after step 1:"), "{err}");
+    assert!(!dir.path().join("checkpoint").exists());
 
     // A NaN in the classifier bias: the very first loss is NaN and nothing was saved.
     let mut model = tiny_model(11, &device);
@@ -634,7 +671,7 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
         &data,
         &TrainArgs {
             save_steps: 1,
-            ..args()
+            ..base_args()
         },
         &RunDir::new(dir.path()),
         false,

@@ -1,0 +1,176 @@
+//! `cargo xtask bench train`: training and evaluation throughput of MiniLM-L6 on MRPC, opf (dense
+//! and OPF variants, CPU backend) against `../shared/reference/hf_mrpc.py` (PyTorch eager) in the
+//! same run, same thread count, same recipe, printed as examples/second and ratios.
+//!
+//! Every variant trains `--steps` optimizer steps (batch 32) on the first `32·steps` MRPC training
+//! pairs and then evaluates the 408 dev pairs; for opf the dev pass runs on the merged model, so
+//! the OPF rows also give merged-inference time / dense inference time.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::Value;
+
+/// Arguments of `cargo xtask bench train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Optimizer steps per variant (batch 32).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Threads for every side (RAYON_NUM_THREADS / torch.set_num_threads).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// OPF variants as `preset/targets` (e.g. `opf:5/all`, `opf:15/ffn`), comma separated.
+    #[arg(long, default_value = "balanced:5/all,opf:15/ffn")]
+    opf: String,
+    /// Skip the PyTorch reference.
+    #[arg(long)]
+    no_reference: bool,
+}
+
+struct Row {
+    name: String,
+    train_eps: f64,
+    eval_eps: f64,
+    params: String,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
+fn run_opf(
+    root: &Path,
+    work: &Path,
+    args: &TrainArgs,
+    name: &str,
+    extra: &[String],
+) -> anyhow::Result<Row> {
+    let out = work.join(name.replace([':', '/'], "_"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .env("RAYON_NUM_THREADS", args.threads.to_string())
+        .args(["run", "--quiet", "-p", "opf-cli", "--", "glue", "MRPC", "--config"])
+        .arg(root.join("configs/mrpc.toml"))
+        .args(["--num-train-epochs", "1", "--logging-steps", "1"])
+        .args(["--max-train-samples", &(32 * args.steps).to_string()])
+        .arg("--output-dir")
+        .arg(&out)
+        .args(extra);
+    let output = cmd.output().context("running opf glue")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "opf glue ({name}) failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metrics: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("metrics.json")).context("reading metrics.json")?,
+    )?;
+    // Skip the first step (allocation, warm-up) as the reference's per-epoch rate does not.
+    let logs = metrics["log"].as_array().context("log entries")?;
+    let rates: Vec<f64> = logs
+        .iter()
+        .skip(1)
+        .filter_map(|l| l["examples_per_second"].as_f64())
+        .collect();
+    let train_eps = rates.len() as f64 / rates.iter().map(|r| 1.0 / r).sum::<f64>();
+    let eval_eps = metrics["evals"][0]["examples_per_second"]
+        .as_f64()
+        .context("eval rate")?;
+    let params = stdout
+        .lines()
+        .find(|l| l.starts_with("parameters:"))
+        .unwrap_or("")
+        .to_string();
+    Ok(Row {
+        name: name.to_string(),
+        train_eps,
+        eval_eps,
+        params,
+    })
+}
+
+fn run_reference(root: &Path, work: &Path, args: &TrainArgs) -> anyhow::Result<Row> {
+    let python = root.join(".venv/bin/python");
+    let script = root.join("../shared/reference/hf_mrpc.py");
+    if !python.exists() || !script.exists() {
+        bail!(
+            "the reference needs {} (python3 -m venv .venv && .venv/bin/pip install torch==2.9.0 \
+             transformers numpy scikit-learn) and {}",
+            python.display(),
+            script.display()
+        );
+    }
+    let json = work.join("hf_mrpc.json");
+    let status = Command::new(&python)
+        .arg(&script)
+        .args(["--epochs", "1", "--max-steps", &args.steps.to_string()])
+        .args(["--threads", &args.threads.to_string(), "--json"])
+        .arg(&json)
+        .status()
+        .context("running hf_mrpc.py")?;
+    if !status.success() {
+        bail!("hf_mrpc.py failed ({status})");
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    let e = &v["epochs"][0];
+    Ok(Row {
+        name: "pytorch (hf_mrpc.py)".into(),
+        train_eps: e["train_examples_per_sec"].as_f64().context("train rate")?,
+        eval_eps: e["eval_examples_per_sec"].as_f64().context("eval rate")?,
+        params: format!("parameters: {}", v["n_params"]),
+    })
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has a parent directory")?
+        .to_path_buf();
+    let work = root.join("target/bench-train");
+    std::fs::create_dir_all(&work)?;
+    println!("load before: {}", loadavg());
+    let mut rows = vec![run_opf(&root, &work, args, "opf dense", &[])?];
+    for variant in args.opf.split(',').filter(|v| !v.is_empty()) {
+        let (preset, targets) = variant.split_once('/').unwrap_or((variant, "all"));
+        let extra = vec![
+            "--mpo-preset".to_string(),
+            preset.to_string(),
+            "--mpo-targets".to_string(),
+            targets.to_string(),
+        ];
+        rows.push(run_opf(&root, &work, args, &format!("opf {variant}"), &extra)?);
+    }
+    if !args.no_reference {
+        rows.push(run_reference(&root, &work, args)?);
+    }
+    println!("load after: {}", loadavg());
+    let dense = (rows[0].train_eps, rows[0].eval_eps);
+    println!(
+        "\n{:<24} {:>10} {:>10} {:>14} {:>14}",
+        "variant", "train ex/s", "eval ex/s", "train step ×", "eval time ×"
+    );
+    for r in &rows {
+        println!(
+            "{:<24} {:>10.2} {:>10.2} {:>14.3} {:>14.3}",
+            r.name,
+            r.train_eps,
+            r.eval_eps,
+            dense.0 / r.train_eps,
+            dense.1 / r.eval_eps
+        );
+    }
+    println!("(× columns: time relative to opf dense; > 1 is slower)");
+    for r in &rows {
+        println!("{}: {}", r.name, r.params);
+    }
+    Ok(())
+}
