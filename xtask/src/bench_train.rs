@@ -55,7 +55,9 @@ fn run_opf(
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .env("RAYON_NUM_THREADS", args.threads.to_string())
-        .args(["run", "--quiet", "-p", "opf-cli", "--", "glue", "MRPC", "--config"])
+        .args([
+            "run", "--quiet", "-p", "opf-cli", "--", "glue", "MRPC", "--config",
+        ])
         .arg(root.join("configs/mrpc.toml"))
         .args(["--num-train-epochs", "1", "--logging-steps", "1"])
         .args(["--max-train-samples", &(32 * args.steps).to_string()])
@@ -147,7 +149,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             "--mpo-targets".to_string(),
             targets.to_string(),
         ];
-        rows.push(run_opf(&root, &work, args, &format!("opf {variant}"), &extra)?);
+        rows.push(run_opf(
+            &root,
+            &work,
+            args,
+            &format!("opf {variant}"),
+            &extra,
+        )?);
     }
     if !args.no_reference {
         rows.push(run_reference(&root, &work, args)?);

@@ -9,6 +9,8 @@ use burn::module::Module;
 use indicatif::{ProgressBar, ProgressStyle};
 use opf_glue::{Features, GlueTokenizer, Split, Task};
 use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath};
+use opf_select::{GroupRule, Horizon, Schedule, WeightTypes};
+use opf_train::select::{FisherRounds, RoundLog};
 use opf_train::{EvalLog, Observer, RunDir, StepLog, TrainArgs, TrainData};
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +99,25 @@ pub struct RunConfig {
     /// OPF: which cores train: all (default), central, auxiliary, frozen.
     #[arg(long)]
     pub core_training: Option<CoreTraining>,
+    /// OPF selection (ChildTuning-D mode): over-parameterize the top N matrices per group, scored
+    /// by the Fisher pass, instead of `--mpo-targets`.
+    #[arg(long)]
+    pub top_n: Option<usize>,
+    /// OPF selection: candidate types, e.g. `FFN_1,FFN_2,attention`.
+    #[arg(long)]
+    pub weight_types: Option<String>,
+    /// OPF selection: `strict` groups (default) or the released `compat` mixed output.dense pool.
+    #[arg(long)]
+    pub group_rule: Option<String>,
+    /// OPF selection: dynamic rounds at epoch boundaries (with `--split-num`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub dynamic_decom: Option<bool>,
+    /// OPF selection: number of dynamic rounds (⌊N/s⌋ per round every ⌈E/s⌉ epochs).
+    #[arg(long)]
+    pub split_num: Option<usize>,
+    /// OPF selection score: `fisher` (the released ChildTuning-D score).
+    #[arg(long)]
+    pub score: Option<String>,
 }
 
 impl RunConfig {
@@ -130,7 +151,13 @@ impl RunConfig {
             mpo_targets,
             mpo_layers,
             mpo_lr,
-            core_training
+            core_training,
+            top_n,
+            weight_types,
+            group_rule,
+            dynamic_decom,
+            split_num,
+            score
         )
     }
 
@@ -338,8 +365,11 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
     } else {
         cfg.core_training.unwrap_or_default()
     };
-    if let Some(preset) = &cfg.mpo_preset {
-        let preset: mpo_core::Preset = preset.parse()?;
+    let preset: Option<mpo_core::Preset> = cfg.mpo_preset.as_deref().map(str::parse).transpose()?;
+    if cfg.top_n.is_some() && preset.is_none() {
+        bail!("--top-n selects matrices to over-parameterize: give their shape with --mpo-preset");
+    }
+    if let (Some(preset), None) = (&preset, cfg.top_n) {
         let paths = mpo_paths(
             model.bert.num_layers(),
             cfg.mpo_targets.as_deref().unwrap_or("all"),
@@ -348,7 +378,7 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         let t0 = Instant::now();
         let done = model
             .bert
-            .over_parameterize(&paths, &preset, core_training)?;
+            .over_parameterize(&paths, preset, core_training)?;
         println!(
             "OPF: {} matrices over-parameterized with {preset} in {:.1}s (cores train: {core_training:?})",
             done.len(),
@@ -394,18 +424,65 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         start: Instant::now(),
     };
     let t_train = Instant::now();
-    let outcome = opf_train::train(
-        model,
-        task,
-        &data,
-        &args,
-        &run_dir,
-        cmd.resume,
-        &train_device,
-        &mut progress,
-    )?;
+    let mut rounds = match (cfg.top_n, preset) {
+        (Some(top_n), Some(preset)) => Some(selection_rounds(
+            &cfg,
+            top_n,
+            preset,
+            core_training,
+            &data,
+            &args,
+            &train_device,
+            cmd.resume,
+        )?),
+        _ => None,
+    };
+    let outcome = match rounds.as_mut() {
+        Some(r) => opf_train::train_with_rounds(
+            model,
+            task,
+            &data,
+            &args,
+            &run_dir,
+            cmd.resume,
+            &train_device,
+            &mut progress,
+            r,
+        )?,
+        None => opf_train::train(
+            model,
+            task,
+            &data,
+            &args,
+            &run_dir,
+            cmd.resume,
+            &train_device,
+            &mut progress,
+        )?,
+    };
     progress.bar.finish_and_clear();
     let train_secs = t_train.elapsed().as_secs_f64();
+    if let Some(r) = &rounds {
+        for round in &r.log {
+            println!(
+                "selection round at epoch {} ({} per group): {} matrices, {} parameters after",
+                round.epoch,
+                round.per_group,
+                round.chosen.len(),
+                round.params_after
+            );
+            for c in &round.chosen {
+                println!(
+                    "  {:<52} score {:.6e} group {:?} rank {}",
+                    c.matrix.hf_name(opf_select::Arch::Bert).to_string(),
+                    c.score,
+                    c.group,
+                    c.rank
+                );
+            }
+        }
+        record_selection(&run_dir, &r.log)?;
+    }
 
     // Evaluation, prediction and export run on the merged model: original architecture and cost.
     let mut best = outcome.best;
@@ -494,6 +571,82 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The selection schedule of `--top-n` / `--dynamic-decom --split-num`.
+#[allow(clippy::too_many_arguments)]
+fn selection_rounds<'a>(
+    cfg: &RunConfig,
+    top_n: usize,
+    preset: mpo_core::Preset,
+    core_training: CoreTraining,
+    data: &'a TrainData,
+    args: &TrainArgs,
+    device: &burn::tensor::Device,
+    resume: bool,
+) -> Result<FisherRounds<'a>> {
+    if let Some(score) = cfg.score.as_deref().filter(|s| *s != "fisher") {
+        bail!("--score {score}: only `fisher` is wired into training so far");
+    }
+    let dynamic = cfg.dynamic_decom.unwrap_or(false);
+    if resume && dynamic {
+        bail!(
+            "--resume with --dynamic-decom is not supported: the checkpoint's MPO layout depends on the rounds already run"
+        );
+    }
+    let schedule = if dynamic {
+        Schedule::EpochRounds {
+            split_num: cfg.split_num.context("--dynamic-decom needs --split-num")?,
+        }
+    } else {
+        Schedule::Static
+    };
+    let steps = data.train.len().div_ceil(args.per_device_train_batch_size);
+    let plan = schedule.plan(
+        top_n,
+        Horizon {
+            epochs: args.num_train_epochs,
+            total_steps: steps * args.num_train_epochs,
+        },
+    )?;
+    for w in plan.warnings() {
+        println!("warning: {w}");
+    }
+    let rule = match cfg.group_rule.as_deref().unwrap_or("strict") {
+        "strict" => GroupRule::Strict,
+        "compat" => GroupRule::CompatMixedPool,
+        other => bail!("--group-rule {other:?}: expected strict or compat"),
+    };
+    let weight_types: WeightTypes = cfg
+        .weight_types
+        .as_deref()
+        .unwrap_or("FFN_1,FFN_2,attention")
+        .parse()?;
+    Ok(FisherRounds {
+        plan,
+        rule,
+        weight_types,
+        preset,
+        core_training,
+        train: &data.train,
+        batch_size: args.per_device_train_batch_size,
+        pad_id: data.pad_id,
+        seed: args.seed,
+        device: device.clone(),
+        decomposed: Default::default(),
+        log: Vec::new(),
+    })
+}
+
+/// Adds the selection rounds to `metrics.json` under `"selection"`.
+fn record_selection(run_dir: &RunDir, log: &[RoundLog]) -> Result<()> {
+    let path = run_dir.metrics();
+    let mut v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    v["selection"] = serde_json::to_value(log)?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&v)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Expands `--mpo-targets` / `--mpo-layers` into projection paths, layer-major.

@@ -50,6 +50,9 @@ pub enum TrainError {
     /// Data, batching or metric error.
     #[error(transparent)]
     Glue(#[from] opf_glue::GlueError),
+    /// Changing the model (over-parameterizing) failed.
+    #[error(transparent)]
+    Model(#[from] opf_models::ModelError),
     /// Scoring or selecting matrices failed.
     #[error(transparent)]
     Select(#[from] opf_select::SelectError),

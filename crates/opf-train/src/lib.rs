@@ -11,6 +11,7 @@ mod trainer;
 
 pub use error::TrainError;
 pub use trainer::{
-    EvalLog, Observer, RunDir, SequenceClassifier, Silent, StepLog, TrainArgs, TrainData,
-    TrainOutcome, TrainerState, batch_tensors, predict, task_loss, train, write_reports,
+    EvalLog, NoRounds, Observer, RoundHook, RunDir, SequenceClassifier, Silent, StepLog, TrainArgs,
+    TrainData, TrainOutcome, TrainerState, batch_tensors, predict, task_loss, train,
+    train_with_rounds, write_reports,
 };

@@ -5,13 +5,19 @@
 //! candidate weight the per-tensor clipped squared gradient mean is added to its score; no
 //! optimizer step.
 
+use std::collections::BTreeSet;
+
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use opf_glue::{Batches, Features, Order};
-use opf_models::{BertForSequenceClassification, LinearKind, LinearPath, ProjLinear};
-use opf_select::{FisherAccumulator, MatrixId, MatrixKind, ScoreTable};
+use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath, ProjLinear};
+use opf_select::{
+    Arch, FisherAccumulator, GroupRule, MatrixId, MatrixKind, Plan, RoundAt, ScoreTable, Selected,
+    WeightTypes,
+};
 
-use crate::{SequenceClassifier, TrainError, batch_tensors, task_loss};
+use crate::{RoundHook, SequenceClassifier, TrainError, batch_tensors, task_loss};
 
 /// The `opf-select` id of a BERT projection.
 pub fn matrix_id(path: LinearPath) -> MatrixId {
@@ -81,6 +87,105 @@ pub fn fisher_scores(
         }
     }
     Ok(acc.into_scores())
+}
+
+/// One selection round as logged and recorded in `metrics.json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoundLog {
+    /// Epoch at whose start the round ran.
+    pub epoch: usize,
+    /// Matrices per group asked for.
+    pub per_group: usize,
+    /// The chosen matrices with score, group and rank.
+    pub chosen: Vec<Selected>,
+    /// Train-time parameters after the round.
+    pub params_after: usize,
+}
+
+/// Static or dynamic OPF selection (`--top-n`, `--dynamic-decom --split-num`): at each round of
+/// `plan` the current model is scored with the Fisher pass, the top matrices per group that are
+/// still dense are chosen, and they are over-parameterized with `preset`.
+pub struct FisherRounds<'a> {
+    /// The schedule.
+    pub plan: Plan,
+    /// Strict groups or the released mixed pool.
+    pub rule: GroupRule,
+    /// Candidate types.
+    pub weight_types: WeightTypes,
+    /// MPO shapes.
+    pub preset: mpo_core::Preset,
+    /// Which cores train.
+    pub core_training: CoreTraining,
+    /// Training data for the scoring pass.
+    pub train: &'a [Features],
+    /// Scoring batch size (the training batch size in the released code).
+    pub batch_size: usize,
+    /// Padding id.
+    pub pad_id: i64,
+    /// Seed of the scoring order and dropout.
+    pub seed: u64,
+    /// The autodiff device.
+    pub device: Device,
+    /// Matrices over-parameterized so far (never re-selected).
+    pub decomposed: BTreeSet<MatrixId>,
+    /// The rounds run so far.
+    pub log: Vec<RoundLog>,
+}
+
+impl RoundHook<BertForSequenceClassification> for FisherRounds<'_> {
+    fn at_epoch_start(
+        &mut self,
+        epoch: usize,
+        mut model: BertForSequenceClassification,
+    ) -> Result<BertForSequenceClassification, TrainError> {
+        let Some(round) = self.plan.round_at(RoundAt::Epoch(epoch)).cloned() else {
+            return Ok(model);
+        };
+        let scores = fisher_scores(
+            &model,
+            self.train,
+            self.batch_size,
+            self.pad_id,
+            self.seed.wrapping_add(epoch as u64),
+            &self.device,
+        )?;
+        let selection = opf_select::select(
+            &scores,
+            self.rule,
+            round.per_group,
+            self.weight_types,
+            &self.decomposed,
+        )?;
+        for short in &selection.shortfalls {
+            tracing::warn!(?short, "fewer matrices than asked for in a group");
+        }
+        let paths: Vec<LinearPath> = selection
+            .chosen
+            .iter()
+            .filter_map(|s| linear_path(s.matrix))
+            .collect();
+        model
+            .bert
+            .over_parameterize(&paths, &self.preset, self.core_training)?;
+        for s in &selection.chosen {
+            tracing::info!(
+                epoch,
+                matrix = %s.matrix.hf_name(Arch::Bert),
+                score = s.score,
+                group = ?s.group,
+                rank = s.rank,
+                "selected for over-parameterization"
+            );
+        }
+        self.decomposed.extend(selection.matrices());
+        self.log.push(RoundLog {
+            epoch,
+            per_group: round.per_group,
+            chosen: selection.chosen,
+            params_after: model.num_params(),
+        });
+        Ok(model)
+    }
 }
 
 #[cfg(test)]

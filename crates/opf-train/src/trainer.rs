@@ -346,6 +346,49 @@ pub fn train<M: SequenceClassifier>(
     device: &Device,
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome<M>, TrainError> {
+    train_with_rounds(
+        model,
+        task,
+        data,
+        args,
+        out,
+        resume,
+        device,
+        observer,
+        &mut NoRounds,
+    )
+}
+
+/// Changes the model at epoch starts: OPF's dynamic rounds (`bert/trainer_bert.py:1006-1015`),
+/// which score the current model and over-parameterize more matrices. New parameters get fresh
+/// optimizer state in their group (the released code's bug 1 does not apply).
+pub trait RoundHook<M> {
+    /// Called before the first step of `epoch` (not when resuming inside that epoch).
+    fn at_epoch_start(&mut self, epoch: usize, model: M) -> Result<M, TrainError>;
+}
+
+/// No rounds: the model is not changed during training.
+pub struct NoRounds;
+
+impl<M> RoundHook<M> for NoRounds {
+    fn at_epoch_start(&mut self, _epoch: usize, model: M) -> Result<M, TrainError> {
+        Ok(model)
+    }
+}
+
+/// [`train`] with a [`RoundHook`] called at every epoch start.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_rounds<M: SequenceClassifier>(
+    model: M,
+    task: Task,
+    data: &TrainData,
+    args: &TrainArgs,
+    out: &RunDir,
+    resume: bool,
+    device: &Device,
+    observer: &mut dyn Observer,
+    rounds: &mut dyn RoundHook<M>,
+) -> Result<TrainOutcome<M>, TrainError> {
     if data.train.is_empty() {
         return Err(TrainError::EmptyTrainSet);
     }
@@ -399,6 +442,9 @@ pub fn train<M: SequenceClassifier>(
     let start_epoch = state.global_step / steps_per_epoch;
     'epochs: for epoch in start_epoch..args.num_train_epochs {
         let skip = state.global_step - epoch * steps_per_epoch;
+        if skip == 0 {
+            model = rounds.at_epoch_start(epoch, model)?;
+        }
         let order = Order::Shuffled {
             seed: args.seed,
             epoch: epoch as u64,
