@@ -200,6 +200,10 @@ pub struct GlueCmd {
     /// TOML config (run_glue keys); default `configs/<task>.toml` when it exists.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Profile overlaid on the task config: `compat` (the released code) or `paper` (the
+    /// published method), from `configs/profiles/<name>.toml`, or a path to a TOML file.
+    #[arg(long)]
+    pub profile: Option<String>,
     /// Device: `cpu`, `cuda:0`, `wgpu` (must be compiled in; see README).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -298,6 +302,27 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
             bail!("config names task {named} but the command asks for {task}");
         }
     }
+    let base = match &cmd.profile {
+        Some(profile) => {
+            let path = if Path::new(profile).is_file() {
+                PathBuf::from(profile)
+            } else {
+                let dir = config_path
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new("configs"));
+                dir.join("profiles").join(format!("{profile}.toml"))
+            };
+            if !path.is_file() {
+                bail!(
+                    "unknown profile {profile:?}: no {} (profiles: compat, paper)",
+                    path.display()
+                );
+            }
+            base.overlay(RunConfig::load(&path)?)
+        }
+        None => base,
+    };
     let cfg = base.overlay(cmd.overrides);
     let args = cfg.train_args();
     let model_id = cfg
@@ -740,5 +765,30 @@ mod tests {
         assert_eq!(cfg.learning_rate, Some(2e-5));
         assert_eq!(cfg.mpo_preset.as_deref(), Some("t5"));
         assert!(toml::from_str::<RunConfig>("learning_rte = 1.0").is_err());
+    }
+
+    #[test]
+    fn shipped_configs_and_profiles_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for dir in [root.clone(), root.join("profiles")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    let cfg = RunConfig::load(&path).unwrap();
+                    if let Some(task) = &cfg.task {
+                        task.parse::<Task>().unwrap();
+                    }
+                    if let Some(p) = &cfg.mpo_preset {
+                        p.parse::<mpo_core::Preset>().unwrap();
+                    }
+                    if let Some(w) = &cfg.weight_types {
+                        w.parse::<WeightTypes>().unwrap();
+                    }
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, 11, "9 task configs and 2 profiles");
     }
 }

@@ -26,4 +26,4 @@ pub use bert::{
 pub use checkpoint::LoadReport;
 pub use error::ModelError;
 pub use linear::{ProjLinear, ProjLinearConfig};
-pub use mpo_linear::{CoreTraining, MpoLinear};
+pub use mpo_linear::{CoreTraining, ForwardMode, MpoLinear};

@@ -42,6 +42,15 @@ impl std::str::FromStr for CoreTraining {
     }
 }
 
+/// How [`MpoLinear::forward`] computes `x Wᵀ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardMode {
+    /// Contract the cores into `W`, then one matmul (the original's semantics).
+    Dense,
+    /// Apply the cores to the activations one by one.
+    Factorised,
+}
+
 /// Linear layer `y = x Wᵀ + b` with `W` (out, in) = contraction of MPO cores.
 #[derive(Module, Debug)]
 pub struct MpoLinear {
@@ -118,18 +127,99 @@ impl MpoLinear {
         t.reshape([a, b])
     }
 
-    /// Applies the layer.
+    /// Applies the layer, by whichever of the two equal computations needs fewer multiply-adds
+    /// for this many rows ([`MpoLinear::forward_mode`]).
     ///
     /// # Shapes
     /// - input: `[..., in_features]`
     /// - output: `[..., out_features]`
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
-        let w = self.weight().transpose().unsqueeze::<D>();
-        let out = input.matmul(w);
+        let dims = input.dims();
+        let rows = dims[..D - 1].iter().product();
+        let out = match self.forward_mode(rows) {
+            ForwardMode::Dense => input.matmul(self.weight().transpose().unsqueeze::<D>()),
+            ForwardMode::Factorised => {
+                let (d_out, d_in) = self.dims();
+                let mut shape = dims;
+                shape[D - 1] = d_out;
+                self.apply_factorised(input.reshape([rows, d_in]))
+                    .reshape(shape)
+            }
+        };
         match &self.bias {
             Some(b) => out + b.val().unsqueeze::<D>(),
             None => out,
         }
+    }
+
+    /// Multiply-adds of the two forward computations for `rows` input rows: `(dense, factorised)`.
+    /// Dense contracts the cores into `W` (as the original, `MPOtorch.py:145`) and does one GEMM;
+    /// factorised applies the cores to the activations one at a time.
+    pub fn forward_flops(&self, rows: usize) -> (usize, usize) {
+        let (d_out, d_in) = self.dims();
+        let dims: Vec<[usize; 4]> = self.cores.iter().map(|c| c.lazy_shape().dims()).collect();
+        let (mut a, mut b, mut contraction) = (1usize, 1usize, 0usize);
+        for (k, &[r, i, j, r_next]) in dims.iter().enumerate() {
+            if k > 0 {
+                contraction += a * b * r * i * j * r_next;
+            }
+            a *= i;
+            b *= j;
+        }
+        let dense = contraction + rows * d_in * d_out;
+        let (mut rows_done, mut cols_left, mut factorised) = (rows, d_in, 0usize);
+        for &[r, i, j, r_next] in &dims {
+            cols_left /= j;
+            factorised += rows_done * cols_left * r * j * i * r_next;
+            rows_done *= i;
+        }
+        (dense, factorised)
+    }
+
+    /// The cheaper computation for `rows` input rows.
+    pub fn forward_mode(&self, rows: usize) -> ForwardMode {
+        let (dense, factorised) = self.forward_flops(rows);
+        if factorised < dense {
+            ForwardMode::Factorised
+        } else {
+            ForwardMode::Dense
+        }
+    }
+
+    /// `x Wᵀ` without forming `W`: core k maps `(rows·i_<k, r_{k-1}·j_k, j_>k)` to
+    /// `(rows·i_≤k, r_k·j_{k+1}, j_>k+1)`, contracting the bond and `j_k` in one GEMM.
+    ///
+    /// # Shapes
+    /// - input: `[rows, in_features]`
+    /// - output: `[rows, out_features]`
+    pub fn apply_factorised(&self, input: Tensor<2>) -> Tensor<2> {
+        let [rows, d_in] = input.dims();
+        let first_j = self.cores[0].lazy_shape().dims::<4>()[2];
+        // (A, B, C) = (rows · i_<k, r_{k-1} · j_k, j_>k); r_0 = 1.
+        let mut t: Tensor<3> = input.reshape([rows, first_j, d_in / first_j]);
+        let n = self.cores.len();
+        for (k, core) in self.cores.iter().enumerate() {
+            let core = core.val();
+            let [r, i, j, r_next] = core.dims();
+            let [a, _, c] = t.dims();
+            // G as (r·j, i·r_next).
+            let g = core.swap_dims(1, 2).reshape([r * j, i * r_next]);
+            let y = t
+                .swap_dims(1, 2)
+                .reshape([a * c, r * j])
+                .matmul(g)
+                .reshape([a, c, i, r_next]);
+            // → (a, i, r_next, c) → next layout.
+            let y = y.swap_dims(1, 2).swap_dims(2, 3);
+            t = if k + 1 < n {
+                let next_j = self.cores[k + 1].lazy_shape().dims::<4>()[2];
+                y.reshape([a * i, r_next * next_j, c / next_j])
+            } else {
+                y.reshape([a * i, r_next, c])
+            };
+        }
+        let [a, _, _] = t.dims();
+        t.reshape([rows, a / rows])
     }
 
     /// Total parameters in the cores.
@@ -212,6 +302,49 @@ mod tests {
             let got = mpo.forward(x);
             assert!(rel_err(got, want) < 1e-5);
             assert!(rel_err(mpo.merge().weight.val(), dense.weight.val()) < 1e-5);
+        }
+    }
+
+    /// The factorised forward equals contract-then-matmul (f32, 1e-5 relative), and the mode
+    /// choice follows the multiply-add counts.
+    #[test]
+    fn factorised_forward_equals_dense_forward() {
+        let device = Device::flex();
+        device.seed(11);
+        for (rows, cols) in [
+            (vec![2, 3, 2], vec![2, 2, 3]),
+            (vec![4, 1, 1, 3], vec![2, 1, 1, 4]),
+            (vec![12], vec![8]),
+            (vec![3, 4], vec![5, 2]),
+        ] {
+            let (out, inp) = (rows.iter().product(), cols.iter().product());
+            let dense = LinearConfig::new(inp, out).init(&device);
+            let mpo = MpoLinear::from_mpo(
+                &mpo_of(&dense, rows, cols),
+                None,
+                CoreTraining::All,
+                &device,
+            );
+            let x = Tensor::<2>::random([7, inp], Distribution::Normal(0.0, 1.0), &device);
+            let via_w = x.clone().matmul(mpo.weight().transpose());
+            assert!(rel_err(mpo.apply_factorised(x), via_w) < 1e-5);
+        }
+        // One row through a wide [a,1,1,b] MPO: factorised is cheaper; many rows: dense.
+        let dense = LinearConfig::new(64, 64).init(&device);
+        let mpo = MpoLinear::from_mpo(
+            &mpo_of(&dense, vec![8, 1, 1, 8], vec![8, 1, 1, 8]),
+            None,
+            CoreTraining::All,
+            &device,
+        );
+        let (d1, f1) = mpo.forward_flops(1);
+        assert!(f1 < d1, "{f1} < {d1}");
+        assert_eq!(mpo.forward_mode(1), ForwardMode::Factorised);
+        assert_eq!(mpo.forward_mode(4096), ForwardMode::Dense);
+        // Both modes through `forward` give the dense layer's output.
+        for rows in [1, 4096] {
+            let x = Tensor::<2>::random([rows, 64], Distribution::Normal(0.0, 1.0), &device);
+            assert!(rel_err(mpo.forward(x.clone()), x.matmul(dense.weight.val())) < 1e-5);
         }
     }
 
