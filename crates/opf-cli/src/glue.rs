@@ -543,7 +543,7 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
             data.pad_id,
             &device,
         )?;
-        let labels: Vec<_> = features.iter().filter_map(|f| f.label.clone()).collect();
+        let labels: Vec<_> = features.iter().filter_map(|f| f.label).collect();
         let metrics = opf_glue::compute_metrics(task, *split, &preds, &labels)?;
         let line: Vec<String> = metrics
             .iter()

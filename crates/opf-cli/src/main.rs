@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Fine-tune on a GLUE task (dense or OPF), evaluate, predict and export.
-    Glue(glue::GlueCmd),
+    Glue(Box<glue::GlueCmd>),
     /// MPO (matrix product operator) tools.
     #[command(subcommand)]
     Mpo(mpo::MpoCommand),
@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Glue(command) => glue::run(command),
+        Command::Glue(command) => glue::run(*command),
         Command::Mpo(command) => mpo::run(command),
     }
 }
