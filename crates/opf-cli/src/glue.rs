@@ -535,6 +535,7 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
             .map_or("n/a".to_string(), |(v, s)| format!("{v:.4} (step {s})"))
     );
     for (split, features) in &data.dev {
+        let t_eval = Instant::now();
         let (preds, _) = opf_train::predict(
             &best,
             task,
@@ -549,7 +550,11 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
             .iter()
             .map(|(k, v)| format!("{k} = {v:.4}"))
             .collect();
-        println!("dev ({split}, best model): {}", line.join(", "));
+        println!(
+            "dev ({split}, best model, merged): {} | {:.2} ex/s",
+            line.join(", "),
+            features.len() as f64 / t_eval.elapsed().as_secs_f64()
+        );
     }
 
     if cfg.do_predict.unwrap_or(false) {
