@@ -5,7 +5,7 @@
 //! `[a, 1, …, 1, b]` shapes this turns the original's `n - 1` SVDs (plus `2(n - 1)` more for the
 //! gauge) into one SVD of the reshaped `(a·c) × (b·d)` matrix.
 
-use crate::linalg::{matmul_rm, thin_svd};
+use crate::linalg::{matmul_rm, svd};
 use crate::mpo::{flat_index, interleave_offsets};
 use crate::{Core, Mpo, MpoError, MpoShape, Orientation, Truncation};
 
@@ -164,16 +164,16 @@ fn left_sweep(
     for k in 0..m - 1 {
         let nrows = ranks[k] * q[k];
         let ncols = rest.len() / nrows;
-        let svd = thin_svd(&rest, nrows, ncols)?;
-        let full = svd.s.len();
-        let r = match delta {
-            Some(d) => rank_for_tolerance(&svd.s, d),
-            None => caps[k + 1].min(full),
-        };
+        let cap = caps[k + 1];
+        let svd = svd(&rest, nrows, ncols, |s| match delta {
+            Some(d) => rank_for_tolerance(s, d),
+            None => cap.min(s.len()),
+        })?;
+        let r = svd.vt.len() / ncols;
         discarded2 += svd.s[r..].iter().map(|x| x * x).sum::<f64>();
-        left.push(leading_cols(&svd.u, nrows, full, r));
+        left.push(svd.u);
         let s = svd.s[..r].to_vec();
-        let vt = svd.vt[..r * ncols].to_vec();
+        let vt = svd.vt;
         rest = scale_rows(&vt, ncols, &s);
         ranks[k + 1] = r;
         last = Some((s, vt));
@@ -225,7 +225,7 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
     let mut cur = scale_cols(&sweep.left[m - 2], old[m - 1], &lam[m - 1]);
     for k in (1..m - 1).rev() {
         let ncols = q[k] * ranks[k + 1];
-        let svd = thin_svd(&cur, old[k], ncols)?;
+        let svd = svd(&cur, old[k], ncols, |s| s.len())?;
         ranks[k] = svd.s.len();
         let a_u = matmul_rm(
             &sweep.left[k - 1],
@@ -327,17 +327,6 @@ fn identity(r: usize) -> Vec<f64> {
     let mut data = vec![0.0; r * r];
     data.iter_mut().step_by(r + 1).for_each(|x| *x = 1.0);
     data
-}
-
-/// The first `r` columns of a row-major `m × k` matrix.
-fn leading_cols(a: &[f64], m: usize, k: usize, r: usize) -> Vec<f64> {
-    if r == k {
-        return a.to_vec();
-    }
-    (0..m)
-        .flat_map(|row| &a[row * k..row * k + r])
-        .copied()
-        .collect()
 }
 
 /// `diag(s) · A` for a row-major `A` with rows of length `ncols`.
