@@ -15,6 +15,7 @@ use opf_train::{EvalLog, Observer, RunDir, StepLog, TrainArgs, TrainData};
 use serde::{Deserialize, Serialize};
 
 use crate::backend;
+use crate::export::{self, RunManifest};
 use crate::hub;
 
 /// Settings of one GLUE run; every field is optional so a TOML file and the flags can each set a
@@ -338,6 +339,12 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         std::env::var_os("GLUE_DIR").as_deref(),
     )?;
     let model_dir = hub::resolve_model(&model_id, hub::offline_from_env())?;
+    RunManifest {
+        task: task.to_string(),
+        model: model_id.clone(),
+        model_dir: model_dir.clone(),
+    }
+    .write(&out)?;
     tracing::info!(
         task = %task,
         config = ?config_path,
@@ -511,6 +518,8 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
 
     // Evaluation, prediction and export run on the merged model: original architecture and cost.
     let mut best = outcome.best;
+    let train_params = best.num_params();
+    let merged_layers = best.bert.mpo_paths().len();
     best.bert.merge_mpo();
     let test_params = best.num_params();
     println!(
@@ -581,25 +590,17 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         }
     }
 
-    let export = out.join("model");
-    best.save_pretrained(&export)?;
-    for f in [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "vocab.txt",
-        "special_tokens_map.json",
-    ] {
-        let src = model_dir.join(f);
-        if src.is_file() {
-            std::fs::copy(&src, export.join(f))
-                .with_context(|| format!("copying {} to {}", src.display(), export.display()))?;
-        }
-    }
-    println!(
-        "exported {} (config.json, model.safetensors, tokenizer.json); metrics.json and curves.svg in {}",
-        export.display(),
-        out.display()
-    );
+    export::write_hf_dir(
+        &best,
+        &out.join("model"),
+        &export::Provenance {
+            model_dir: &model_dir,
+            run_dir: &out,
+            train_params,
+            merged_layers,
+        },
+    )?;
+    println!("metrics.json and curves.svg in {}", out.display());
     Ok(())
 }
 

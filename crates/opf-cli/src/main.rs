@@ -1,6 +1,7 @@
 //! `opf`: the OPF command-line tool. Each subcommand lives in its own module.
 
 mod backend;
+mod export;
 mod glue;
 mod hub;
 mod mpo;
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Fine-tune on a GLUE task (dense or OPF), evaluate, predict and export.
     Glue(Box<glue::GlueCmd>),
+    /// Export a run's checkpoint as a Hugging Face model directory, MPO layers merged back.
+    Export(export::ExportCmd),
     /// MPO (matrix product operator) tools.
     #[command(subcommand)]
     Mpo(mpo::MpoCommand),
@@ -34,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Glue(command) => glue::run(*command),
+        Command::Export(command) => export::run(command),
         Command::Mpo(command) => mpo::run(command),
     }
 }

@@ -46,8 +46,9 @@ use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
-use crate::checkpoint::{Checkpoint, LoadReport, write_safetensors};
+use crate::checkpoint::{self, Checkpoint, LoadReport, param_paths, write_safetensors};
 use crate::linear::{ProjLinear, ProjLinearConfig, dense_from_hf, init_dense};
+use crate::mpo_linear::MpoLinear;
 
 // ------------------------------------------------------------------------------------------------
 // Config
@@ -1524,6 +1525,63 @@ impl BertForSequenceClassification {
         let mut model = Self::new(&config, device);
         let report = model.load_checkpoint(&checkpoint, device)?;
         Ok((model, report))
+    }
+
+    /// Loads a training checkpoint written by burn's `save_file` (a run's `checkpoint/best.bpk`)
+    /// into a model of `config`: the number of labels comes from the stored classifier and every
+    /// projection stored as MPO cores is rebuilt as an [`MpoLinear`] of the stored core shapes
+    /// before the tensors are read, so over-parameterized runs load as they were trained.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Record`] if the file is unreadable or does not fit the model (another config,
+    /// a checkpoint of another architecture).
+    pub fn load_record(
+        path: impl AsRef<Path>,
+        config: &BertConfig,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let path = path.as_ref();
+        let shapes = checkpoint::record_shapes(path)?;
+        let mismatch = |message: String| ModelError::Record {
+            path: path.to_path_buf(),
+            message,
+        };
+        let probe = Self::new(config, device);
+        let names = param_paths(&probe);
+        let classifier = &names[&probe.classifier.weight.id];
+        let num_labels = match shapes.get(classifier).map(Vec::as_slice) {
+            Some(&[_, n]) => n,
+            other => return Err(mismatch(format!("{classifier} has shape {other:?}"))),
+        };
+        let mut model = Self::new(&config.clone().with_num_labels(num_labels), device);
+        let names = param_paths(&model);
+        for path in model.bert.linear_paths() {
+            let ProjLinear::Dense(dense) = model.bert.linear(path) else {
+                unreachable!("a new model is dense");
+            };
+            let name = &names[&dense.weight.id];
+            let prefix = name.strip_suffix(".Dense.weight").unwrap_or(name);
+            let cores: Vec<[usize; 4]> = (0..)
+                .map_while(|k| shapes.get(&format!("{prefix}.Mpo.cores.{k}")))
+                .map(|dims| {
+                    <[usize; 4]>::try_from(dims.as_slice())
+                        .map_err(|_| mismatch(format!("{prefix}: core of shape {dims:?}")))
+                })
+                .collect::<Result<_, _>>()?;
+            if !cores.is_empty() {
+                let bias = shapes.contains_key(&format!("{prefix}.Mpo.bias"));
+                let mpo = MpoLinear::zeros(&cores, bias, device)
+                    .map_err(|e| mismatch(format!("{prefix}: {e}")))?;
+                model
+                    .bert
+                    .set_linear(path, ProjLinear::Mpo(mpo))
+                    .map_err(|e| mismatch(e.to_string()))?;
+            }
+        }
+        model
+            .try_load_file(path)
+            .map_err(|e| mismatch(e.to_string()))
     }
 
     /// Every tensor in the Hugging Face `BertForSequenceClassification` layout: `bert.`-prefixed

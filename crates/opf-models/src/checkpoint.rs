@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, TensorData};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::tensor::{DType, Tensor, TensorData};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::ModelError;
@@ -55,6 +56,47 @@ impl fmt::Display for LoadReport {
         }
         Ok(())
     }
+}
+
+/// The dotted record path of every float parameter of `module`, by parameter id: the names
+/// burn's `save_file` gives the tensors.
+pub(crate) fn param_paths<M: Module>(module: &M) -> HashMap<ParamId, String> {
+    // The path stack as burn's own record collector keeps it (`burn-core` `store/mod.rs`).
+    #[derive(Default)]
+    struct Paths {
+        stack: Vec<String>,
+        found: HashMap<ParamId, String>,
+    }
+    impl ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.stack.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.stack.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.found.insert(param.id, self.stack.join("."));
+        }
+    }
+    let mut paths = Paths::default();
+    module.visit(&mut paths);
+    paths.found
+}
+
+/// Names and shapes of the tensors in a burn record file (`Module::save_file`, the burnpack
+/// format), read from its header; tensor data stays on disk.
+pub(crate) fn record_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>, ModelError> {
+    let err = |e: burn_pack::Error| ModelError::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let tensors = burn_pack::Reader::from_file_exact(path)
+        .and_then(burn_pack::Reader::into_tensors)
+        .map_err(err)?;
+    Ok(tensors
+        .into_iter()
+        .map(|t| (t.name, t.shape.to_vec()))
+        .collect())
 }
 
 struct Entry {

@@ -29,6 +29,15 @@ pub enum ModelError {
         source: serde_json::Error,
     },
 
+    /// A burn record file (a training checkpoint) is unreadable or does not fit the model.
+    #[error("cannot load checkpoint {}: {message}", path.display())]
+    Record {
+        /// The record file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
     /// An MPO shape does not fit a projection, or the decomposition failed.
     #[error("MPO decomposition: {0}")]
     Mpo(#[from] mpo_core::MpoError),

@@ -10,6 +10,8 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::ModelError;
+
 /// Which cores train (spec §1.9; OPF trains all of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -228,6 +230,35 @@ impl MpoLinear {
             .iter()
             .map(|c| c.lazy_shape().dims::<4>().iter().product::<usize>())
             .sum()
+    }
+
+    /// A layer of zero cores with the given `(r_{k-1}, i_k, j_k, r_k)` dims (and a zero bias of
+    /// length `out` if `bias`), to be filled from a checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::InvalidConfig`] unless the dims form an MPO: at least one core, outer bonds
+    /// 1, neighbouring bonds equal, no zero dim.
+    pub fn zeros(dims: &[[usize; 4]], bias: bool, device: &Device) -> Result<Self, ModelError> {
+        let chained = dims.windows(2).all(|w| w[0][3] == w[1][0]);
+        let valid = !dims.is_empty()
+            && dims[0][0] == 1
+            && dims[dims.len() - 1][3] == 1
+            && chained
+            && dims.iter().flatten().all(|&d| d > 0);
+        if !valid {
+            return Err(ModelError::InvalidConfig(format!(
+                "core dims {dims:?} do not form an MPO"
+            )));
+        }
+        let out: usize = dims.iter().map(|d| d[1]).product();
+        Ok(Self {
+            cores: dims
+                .iter()
+                .map(|&d| Param::from_tensor(Tensor::zeros(d, device)))
+                .collect(),
+            bias: bias.then(|| Param::from_tensor(Tensor::zeros([out], device))),
+        })
     }
 
     /// Contracts the cores into a plain [`Linear`] (burn layout, weight `(in, out)`), detached from

@@ -545,6 +545,61 @@ fn tiny_export_round_trip() {
 const MINILM_DIR: &str = "models--sentence-transformers--all-MiniLM-L6-v2";
 
 /// The snapshot directory of all-MiniLM-L6-v2, if cached.
+/// A training checkpoint (burn `save_file`) of a partly over-parameterized model reloads with
+/// [`Model::load_record`] from the dense config alone: MPO layers are rebuilt from the stored core
+/// shapes (mixed presets and layers here), and the reloaded model gives the same logits.
+#[test]
+fn tiny_training_checkpoint_reloads_with_its_mpo_layers() {
+    let device = Device::flex().autodiff();
+    let mut model = tiny(&device);
+    let config = model.config().clone();
+    let plan = [
+        (LinearPath::new(0, LinearKind::Value), "opf:3"),
+        (LinearPath::new(1, LinearKind::Ffn2), "balanced:2"),
+        (LinearPath::new(1, LinearKind::Query), "opf:2"),
+    ];
+    for (path, preset) in plan {
+        let preset: Preset = preset.parse().unwrap();
+        model
+            .bert
+            .over_parameterize(&[path], &preset, CoreTraining::All)
+            .unwrap();
+    }
+    let data = tiny_batch(&device);
+    let model = train(model, &mut adamw(), &data, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("best.bpk");
+    model.clone().save_file(&file).unwrap();
+
+    let reloaded = Model::load_record(&file, &config, &device).unwrap();
+    let mut paths = reloaded.bert.mpo_paths();
+    paths.sort_by_key(|p| (p.layer, p.kind));
+    let mut want: Vec<_> = plan.iter().map(|(p, _)| *p).collect();
+    want.sort_by_key(|p| (p.layer, p.kind));
+    assert_eq!(paths, want);
+    for (path, _) in plan {
+        assert_eq!(cores(&reloaded, path), cores(&model, path), "{path}");
+    }
+    let err = rel_err(
+        eval_logits(&reloaded, &data.0),
+        eval_logits(&model, &data.0),
+    );
+    assert!(err < RELOAD_TOLERANCE, "{err:.2e}");
+
+    // Another architecture's checkpoint, or no checkpoint at all, is a named error.
+    let wider = config.clone().with_num_labels(2);
+    let mut other = serde_json::to_value(&wider).unwrap();
+    other["hidden_size"] = serde_json::json!(2 * config.hidden_size);
+    other["intermediate_size"] = serde_json::json!(2 * config.intermediate_size);
+    let other: opf_models::BertConfig = serde_json::from_value(other).unwrap();
+    for (path, config) in [(&file, &other), (&dir.path().join("missing.bpk"), &config)] {
+        match Model::load_record(path, config, &device) {
+            Err(ModelError::Record { path: p, .. }) => assert_eq!(&p, path),
+            other => panic!("expected a Record error, got {other:?}"),
+        }
+    }
+}
+
 fn minilm_snapshot() -> Option<PathBuf> {
     let hf_home = std::env::var_os("HF_HOME")
         .map(PathBuf::from)

@@ -1,0 +1,185 @@
+//! End to end through the `opf` binary on the tiny random BERT and the hand-written MRPC
+//! fixtures: an OPF run (FFN matrices over-parameterized) trains, predicts the test split and
+//! exports a merged Hugging Face directory; `opf export` rebuilds the same directory from the
+//! run's checkpoint; bad arguments are clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::SafeTensors;
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A model directory: the tiny random BERT of `opf-models` (without its classification head) plus
+/// a 73-token WordPiece tokenizer.
+fn tiny_model(root: &Path) -> PathBuf {
+    let src = manifest_dir().join("../opf-models/tests/fixtures/tiny-bert");
+    let dir = root.join("tiny-bert");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+    // Without its 3-label classifier: a base checkpoint, as a fine-tuning run starts from.
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<_> = tensors
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("classifier."))
+        .collect();
+    safetensors::serialize_to_file(kept, None, &dir.join("model.safetensors")).unwrap();
+    std::fs::copy(
+        manifest_dir().join("tests/fixtures/tiny-tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    dir
+}
+
+/// The MRPC fixtures of `opf-glue` under their standard names (`MRPC/train.tsv`, ...).
+fn glue(root: &Path) -> PathBuf {
+    let src = manifest_dir().join("../opf-glue/tests/fixtures/glue/MRPC");
+    let dir = root.join("glue");
+    std::fs::create_dir_all(dir.join("MRPC")).unwrap();
+    for split in ["train", "dev", "test"] {
+        std::fs::copy(
+            src.join(format!("fixture-{split}.tsv")),
+            dir.join("MRPC").join(format!("{split}.tsv")),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn opf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opf"))
+        .args(args)
+        .env_remove("GLUE_DIR")
+        .output()
+        .expect("opf runs")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "opf failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tensor_names(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut names: Vec<String> = SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn opf_run_predicts_and_exports_and_opf_export_rebuilds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, glue, run) = (
+        tiny_model(tmp.path()),
+        glue(tmp.path()),
+        tmp.path().join("run"),
+    );
+    let config = manifest_dir().join("../../configs/mrpc.toml");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let args = [
+        "glue",
+        "MRPC",
+        "--config",
+        &s(&config),
+        "--model",
+        &s(&model),
+        "--data-dir",
+        &s(&glue),
+        "--output-dir",
+        &s(&run),
+        "--max-seq-length",
+        "32",
+        "--num-train-epochs",
+        "2",
+        "--per-device-train-batch-size",
+        "2",
+        "--mpo-preset",
+        "opf:3",
+        "--mpo-targets",
+        "ffn",
+        "--do-predict",
+    ];
+    let log = stdout(&opf(&args));
+    assert!(log.contains("OPF: 4 matrices over-parameterized"), "{log}");
+    assert!(log.contains("(merged)"), "{log}");
+    assert!(log.contains("4 MPO layers merged"), "{log}");
+    for f in [
+        "run.json",
+        "metrics.json",
+        "curves.svg",
+        "MRPC.tsv",
+        "checkpoint/best.bpk",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    let exported = run.join("model");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "README.md",
+    ] {
+        assert!(exported.join(f).is_file(), "missing model/{f}");
+    }
+    let names = tensor_names(&exported.join("model.safetensors"));
+    for dense in ["intermediate.dense", "output.dense"] {
+        let name = format!("bert.encoder.layer.1.{dense}.weight");
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert!(names.iter().all(|n| !n.contains("cores")));
+    let readme = std::fs::read_to_string(exported.join("README.md")).unwrap();
+    assert!(
+        readme.contains("4 projections were trained as MPO cores"),
+        "{readme}"
+    );
+    assert!(readme.contains("| 2.00 | dev |"), "{readme}");
+
+    // `opf export` finds the base model in run.json and rebuilds the MPO layers from the
+    // checkpoint: the same tensors as the run's own export.
+    let again = tmp.path().join("again");
+    let log = stdout(&opf(&["export", &s(&run), "--output", &s(&again)]));
+    assert!(log.contains("4 MPO layers merged"), "{log}");
+    let a = std::fs::read(exported.join("model.safetensors")).unwrap();
+    let b = std::fs::read(again.join("model.safetensors")).unwrap();
+    let (a, b) = (
+        SafeTensors::deserialize(&a).unwrap(),
+        SafeTensors::deserialize(&b).unwrap(),
+    );
+    assert_eq!(tensor_names(&again.join("model.safetensors")), names);
+    for name in &names {
+        assert_eq!(
+            a.tensor(name).unwrap().data(),
+            b.tensor(name).unwrap().data(),
+            "{name}"
+        );
+    }
+
+    // Clear errors: no such run, no manifest and no --model.
+    let err = opf(&[
+        "export",
+        &s(&tmp.path().join("nope")),
+        "--model",
+        &s(&model),
+    ]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("no checkpoint"));
+    std::fs::remove_file(run.join("run.json")).unwrap();
+    let err = opf(&["export", &s(&run)]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("--model"));
+}
