@@ -3,6 +3,7 @@
 mod bench;
 mod bench_train;
 mod glue;
+mod gpu_bundle;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Fine-tune on a GLUE task with the task's config from configs/ (the main job).
     Glue(glue::GlueTask),
+    /// Build `dist/gpu-bench/` (opf with the CUDA backend + scripts/gpu-bench) for a GPU machine.
+    GpuBundle,
     /// Benchmarks against the Python references in ../shared/reference.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -32,5 +35,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Glue(task) => glue::run(&root, task),
         Command::Bench(command) => bench::run(command),
+        Command::GpuBundle => gpu_bundle::run(&root),
     }
 }

@@ -681,7 +681,11 @@ fn record_selection(run_dir: &RunDir, log: &[RoundLog]) -> Result<()> {
 }
 
 /// Expands `--mpo-targets` / `--mpo-layers` into projection paths, layer-major.
-fn mpo_paths(num_layers: usize, targets: &str, layers: Option<&str>) -> Result<Vec<LinearPath>> {
+pub(crate) fn mpo_paths(
+    num_layers: usize,
+    targets: &str,
+    layers: Option<&str>,
+) -> Result<Vec<LinearPath>> {
     let mut kinds = Vec::new();
     for t in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let add: &[LinearKind] = match t {

@@ -1,6 +1,7 @@
 //! `opf`: the OPF command-line tool. Each subcommand lives in its own module.
 
 mod backend;
+mod bench;
 mod export;
 mod glue;
 mod hub;
@@ -20,11 +21,20 @@ struct Cli {
 enum Command {
     /// Fine-tune on a GLUE task (dense or OPF), evaluate, predict and export.
     Glue(Box<glue::GlueCmd>),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Export a run's checkpoint as a Hugging Face model directory, MPO layers merged back.
     Export(export::ExportCmd),
     /// MPO (matrix product operator) tools.
     #[command(subcommand)]
     Mpo(mpo::MpoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Fine-tuning step and inference time, dense and OPF, on random weights and fixed batches.
+    Steps(bench::StepsCmd),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Glue(command) => glue::run(*command),
+        Command::Bench(BenchCommand::Steps(command)) => bench::steps(command),
         Command::Export(command) => export::run(command),
         Command::Mpo(command) => mpo::run(command),
     }

@@ -11,7 +11,7 @@ mod trainer;
 
 pub use error::TrainError;
 pub use trainer::{
-    EvalLog, NoRounds, Observer, RoundHook, RunDir, SequenceClassifier, Silent, StepLog, TrainArgs,
-    TrainData, TrainOutcome, TrainerState, batch_tensors, predict, task_loss, train,
-    train_with_rounds, write_reports,
+    EvalLog, NoRounds, NonFiniteLoss, Observer, RoundHook, RunDir, SequenceClassifier, Silent,
+    StepLog, TrainArgs, TrainData, TrainOutcome, TrainerState, batch_tensors, predict, task_loss,
+    train, train_step, train_with_rounds, write_reports,
 };

@@ -196,6 +196,36 @@ pub fn batch_tensors(batch: &Batch, device: &Device) -> [Tensor<2, Int>; 3] {
     ]
 }
 
+/// A loss that is NaN or infinite; the step was not taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonFiniteLoss(pub f64);
+
+/// One optimizer step as the trainer takes it: forward, task loss (checked finite before
+/// anything changes), backward, global-norm clipping to `max_grad_norm`, AdamW at `lr`.
+/// Returns the updated model, the loss and the gradient norm before clipping.
+///
+/// # Errors
+///
+/// [`NonFiniteLoss`] when the loss is not finite.
+pub fn train_step<M: SequenceClassifier>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    [ids, types, mask]: [Tensor<2, Int>; 3],
+    labels: &BatchLabels,
+    lr: f64,
+    max_grad_norm: f64,
+    device: &Device,
+) -> Result<(M, f64, f64), NonFiniteLoss> {
+    let loss = task_loss(model.logits(ids, types, mask), labels, device);
+    let loss_value = loss.clone().into_scalar::<f64>();
+    if !loss_value.is_finite() {
+        return Err(NonFiniteLoss(loss_value));
+    }
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grad_norm = clip_grad_norm(&model, &mut grads, max_grad_norm);
+    Ok((optim.step(lr, model, grads), loss_value, grad_norm))
+}
+
 /// Task loss (`BertForSequenceClassification.forward`): cross-entropy over classes, or MSE on the
 /// squeezed logits for regression (`num_labels == 1`).
 pub fn task_loss(logits: Tensor<2>, labels: &BatchLabels, device: &Device) -> Tensor<1> {
@@ -452,22 +482,23 @@ pub fn train_with_rounds<M: SequenceClassifier>(
         for batch in Batches::new(&data.train, bs, data.pad_id, order)?.skip(skip) {
             let step = state.global_step;
             device.seed(args.seed.wrapping_add(step as u64 + 1));
-            let [ids, types, mask] = batch_tensors(&batch, device);
             let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
-            let logits = model.logits(ids, types, mask);
-            let loss = task_loss(logits, labels, device);
-            let loss_value = loss.clone().into_scalar::<f64>();
-            if !loss_value.is_finite() {
-                return Err(TrainError::NonFiniteLoss {
-                    step: step + 1,
-                    loss: loss_value,
-                    last_checkpoint,
-                });
-            }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            let grad_norm = clip_grad_norm(&model, &mut grads, args.max_grad_norm);
             let lr = schedule.lr(step);
-            model = optim.step(lr, model, grads);
+            let (loss_value, grad_norm);
+            (model, loss_value, grad_norm) = train_step(
+                model,
+                &mut optim,
+                batch_tensors(&batch, device),
+                labels,
+                lr,
+                args.max_grad_norm,
+                device,
+            )
+            .map_err(|NonFiniteLoss(loss)| TrainError::NonFiniteLoss {
+                step: step + 1,
+                loss,
+                last_checkpoint,
+            })?;
             state.global_step += 1;
             observer.on_step(state.global_step, loss_value, lr);
 

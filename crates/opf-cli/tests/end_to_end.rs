@@ -183,3 +183,47 @@ fn opf_run_predicts_and_exports_and_opf_export_rebuilds_it() {
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("--model"));
 }
+
+#[test]
+fn bench_steps_times_dense_and_opf_variants() {
+    let out = opf(&[
+        "bench",
+        "steps",
+        "--arch",
+        "tiny",
+        "--batch",
+        "4",
+        "--seq-len",
+        "16",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--variants",
+        "dense,opf:3/ffn",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let dense = rows[0]["params_train"].as_u64().unwrap();
+    assert_eq!(rows[0]["params_merged"].as_u64(), Some(dense));
+    assert_eq!(rows[1]["params_merged"].as_u64(), Some(dense));
+    assert!(rows[1]["params_train"].as_u64().unwrap() > dense);
+    for r in rows {
+        assert!(r["final_loss"].as_f64().unwrap().is_finite());
+        assert!(r["step_s"].as_f64().unwrap() > 0.0);
+    }
+    let err = opf(&[
+        "bench",
+        "steps",
+        "--arch",
+        "tiny",
+        "--seq-len",
+        "16",
+        "--variants",
+        "opf:3",
+    ]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("preset/targets"));
+}
