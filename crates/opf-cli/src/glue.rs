@@ -1,6 +1,7 @@
 //! `opf glue <TASK>`: fine-tune on a GLUE task (run_glue-style flags over a TOML config), evaluate
 //! the best model on dev, optionally predict the test split, and export the model.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -119,6 +120,10 @@ pub struct RunConfig {
     /// OPF selection score: `fisher` (the released ChildTuning-D score).
     #[arg(long)]
     pub score: Option<String>,
+    /// Run this many seeds (`seed`, `seed + 1`, …), each in `<output_dir>/seed-<s>`, and report
+    /// the mean ± standard deviation of the final dev metrics (in `<output_dir>/seeds.json`).
+    #[arg(long)]
+    pub seeds: Option<usize>,
 }
 
 impl RunConfig {
@@ -158,7 +163,8 @@ impl RunConfig {
             group_rule,
             dynamic_decom,
             split_num,
-            score
+            score,
+            seeds
         )
     }
 
@@ -324,7 +330,104 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         }
         None => base,
     };
-    let cfg = base.overlay(cmd.overrides);
+    let cfg = base.overlay(cmd.overrides.clone());
+    let seeds = cfg.seeds.unwrap_or(1);
+    if seeds <= 1 {
+        run_one(&cmd, task, cfg, config_path.as_deref())?;
+        return Ok(());
+    }
+    let first = cfg.seed.unwrap_or(42);
+    let root = cfg
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(task.dir_name()));
+    let mut runs = Vec::with_capacity(seeds);
+    for seed in (first..).take(seeds) {
+        println!("=== seed {seed} ({} of {seeds}) ===", seed - first + 1);
+        let cfg = RunConfig {
+            seed: Some(seed),
+            seeds: None,
+            output_dir: Some(root.join(format!("seed-{seed}"))),
+            ..cfg.clone()
+        };
+        runs.push(run_one(&cmd, task, cfg, config_path.as_deref())?);
+    }
+    report_seeds(&root, &runs)
+}
+
+/// The final (merged, best-model) dev metrics of one run.
+#[derive(Debug, Clone, Serialize)]
+struct RunSummary {
+    seed: u64,
+    /// Per dev split, the GLUE metrics.
+    dev: Vec<(String, BTreeMap<String, f64>)>,
+    train_params: usize,
+    train_seconds: f64,
+}
+
+/// Mean and sample standard deviation.
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+/// Prints mean ± std over seeds of every final dev metric and writes `seeds.json`.
+fn report_seeds(root: &Path, runs: &[RunSummary]) -> Result<()> {
+    let mut table: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for run in runs {
+        for (split, metrics) in &run.dev {
+            for (k, v) in metrics {
+                table
+                    .entry((split.clone(), k.clone()))
+                    .or_default()
+                    .push(*v);
+            }
+        }
+    }
+    let seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
+    println!(
+        "=== {} seeds {seeds:?}: final dev metrics (best model, merged), mean ± std ===",
+        runs.len()
+    );
+    let mut summary = serde_json::Map::new();
+    for ((split, key), values) in &table {
+        let (mean, std) = mean_std(values);
+        println!(
+            "{split} {key}: {mean:.4} ± {std:.4}  ({})",
+            values
+                .iter()
+                .map(|v| format!("{v:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        summary.insert(
+            format!("{split}/{key}"),
+            serde_json::json!({"mean": mean, "std": std, "values": values}),
+        );
+    }
+    let (secs, _) = mean_std(&runs.iter().map(|r| r.train_seconds).collect::<Vec<_>>());
+    println!(
+        "train-time parameters {}, mean training wall time {secs:.0} s",
+        runs[0].train_params
+    );
+    let path = root.join("seeds.json");
+    let out = serde_json::json!({"seeds": seeds, "metrics": summary, "runs": runs});
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&out)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// One fine-tuning run with the resolved config.
+fn run_one(
+    cmd: &GlueCmd,
+    task: Task,
+    cfg: RunConfig,
+    config_path: Option<&Path>,
+) -> Result<RunSummary> {
     let args = cfg.train_args();
     let model_id = cfg
         .model
@@ -543,6 +646,7 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
             .best
             .map_or("n/a".to_string(), |(v, s)| format!("{v:.4} (step {s})"))
     );
+    let mut dev_metrics = Vec::new();
     for (split, features) in &data.dev {
         let t_eval = Instant::now();
         let (preds, _) = opf_train::predict(
@@ -555,6 +659,10 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         )?;
         let labels: Vec<_> = features.iter().filter_map(|f| f.label).collect();
         let metrics = opf_glue::compute_metrics(task, *split, &preds, &labels)?;
+        dev_metrics.push((
+            split.to_string(),
+            metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        ));
         let line: Vec<String> = metrics
             .iter()
             .map(|(k, v)| format!("{k} = {v:.4}"))
@@ -601,7 +709,12 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
         },
     )?;
     println!("metrics.json and curves.svg in {}", out.display());
-    Ok(())
+    Ok(RunSummary {
+        seed: args.seed,
+        dev: dev_metrics,
+        train_params,
+        train_seconds: outcome.state.train_seconds,
+    })
 }
 
 /// The selection schedule of `--top-n` / `--dynamic-decom --split-num`.

@@ -227,3 +227,53 @@ fn bench_steps_times_dense_and_opf_variants() {
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("preset/targets"));
 }
+
+#[test]
+fn seeds_report_mean_and_std_over_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, glue, run) = (
+        tiny_model(tmp.path()),
+        glue(tmp.path()),
+        tmp.path().join("run"),
+    );
+    let config = manifest_dir().join("../../configs/mrpc.toml");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let log = stdout(&opf(&[
+        "glue",
+        "MRPC",
+        "--config",
+        &s(&config),
+        "--model",
+        &s(&model),
+        "--data-dir",
+        &s(&glue),
+        "--output-dir",
+        &s(&run),
+        "--max-seq-length",
+        "32",
+        "--num-train-epochs",
+        "1",
+        "--per-device-train-batch-size",
+        "2",
+        "--seed",
+        "7",
+        "--seeds",
+        "2",
+    ]));
+    assert!(log.contains("2 seeds [7, 8]"), "{log}");
+    for seed in ["seed-7", "seed-8"] {
+        assert!(
+            run.join(seed).join("model/model.safetensors").is_file(),
+            "{seed}"
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("seeds.json")).unwrap()).unwrap();
+    let acc = &v["metrics"]["dev/acc"];
+    let values: Vec<f64> = serde_json::from_value(acc["values"].clone()).unwrap();
+    assert_eq!(values.len(), 2);
+    let mean = values.iter().sum::<f64>() / 2.0;
+    assert!((acc["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+    let std = ((values[0] - mean).powi(2) + (values[1] - mean).powi(2)).sqrt();
+    assert!((acc["std"].as_f64().unwrap() - std).abs() < 1e-12);
+}

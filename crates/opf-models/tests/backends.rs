@@ -91,7 +91,10 @@ fn logits(device: &Device, opf: bool) -> (Vec<f32>, Vec<f32>) {
             types.clone().to_device(&inner),
             mask.clone().to_device(&inner),
         );
-        out.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+        out.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap()
     };
     let before = eval(&model);
     let labels = Tensor::<1, Int>::from_data([0, 2, 1], &device);
@@ -121,7 +124,10 @@ fn every_compiled_backend_matches_the_cpu_backend() {
             let (before, after) = logits(device, opf);
             let (e0, e1) = (rel_err(&before, &cpu_before), rel_err(&after, &cpu_after));
             println!("{name} (opf {opf}): logits vs cpu {e0:.2e}, after one AdamW step {e1:.2e}");
-            assert!(e0 <= TOLERANCE && e1 <= TOLERANCE, "{name}: {e0:.2e} / {e1:.2e}");
+            assert!(
+                e0 <= TOLERANCE && e1 <= TOLERANCE,
+                "{name}: {e0:.2e} / {e1:.2e}"
+            );
         }
     }
 }
