@@ -10,8 +10,8 @@ use burn::module::Module;
 use indicatif::{ProgressBar, ProgressStyle};
 use opf_glue::{Features, GlueTokenizer, Split, Task};
 use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath};
-use opf_select::{GroupRule, Horizon, Schedule, WeightTypes};
-use opf_train::select::{FisherRounds, RoundLog};
+use opf_select::{GroupRule, Horizon, RoundAt, Schedule, WeightTypes};
+use opf_train::select::{RoundLog, Score, SelectionRounds};
 use opf_train::{EvalLog, Observer, RunDir, StepLog, TrainArgs, TrainData};
 use serde::{Deserialize, Serialize};
 
@@ -117,9 +117,25 @@ pub struct RunConfig {
     /// OPF selection: number of dynamic rounds (⌊N/s⌋ per round every ⌈E/s⌉ epochs).
     #[arg(long)]
     pub split_num: Option<usize>,
-    /// OPF selection score: `fisher` (the released ChildTuning-D score).
+    /// OPF selection score: `fisher` (the released ChildTuning-D pass, default), `taylor` (the
+    /// paper's |⟨∇W L, W⟩| over the last optimizer steps) or `ablation` (the paper's static
+    /// zero-ablation loss change).
     #[arg(long)]
     pub score: Option<String>,
+    /// OPF selection, `--score taylor`: optimizer steps summed (default `--round-steps`, else
+    /// one epoch).
+    #[arg(long)]
+    pub taylor_window: Option<usize>,
+    /// OPF selection, `--score ablation`: training batches each loss is averaged over (default 8).
+    #[arg(long)]
+    pub ablation_batches: Option<usize>,
+    /// OPF selection: the paper's dynamic schedule, a round after every t optimizer steps (with
+    /// `--dynamic-decom --per-round n`) instead of epoch rounds.
+    #[arg(long)]
+    pub round_steps: Option<usize>,
+    /// OPF selection, `--round-steps`: matrices added per group per round (the paper's n).
+    #[arg(long)]
+    pub per_round: Option<usize>,
     /// Run this many seeds (`seed`, `seed + 1`, …), each in `<output_dir>/seed-<s>`, and report
     /// the mean ± standard deviation of the final dev metrics (in `<output_dir>/seeds.json`).
     #[arg(long)]
@@ -164,6 +180,10 @@ impl RunConfig {
             dynamic_decom,
             split_num,
             score,
+            taylor_window,
+            ablation_batches,
+            round_steps,
+            per_round,
             seeds
         )
     }
@@ -599,9 +619,12 @@ fn run_one(
     let train_secs = t_train.elapsed().as_secs_f64();
     if let Some(r) = &rounds {
         for round in &r.log {
+            let at = match round.at {
+                RoundAt::Epoch(e) => format!("at epoch {e}"),
+                RoundAt::Step(s) => format!("after step {s}"),
+            };
             println!(
-                "selection round at epoch {} ({} per group): {} matrices, {} parameters after",
-                round.epoch,
+                "selection round {at} ({} per group): {} matrices, {} parameters after",
                 round.per_group,
                 round.chosen.len(),
                 round.params_after
@@ -728,24 +751,38 @@ fn selection_rounds<'a>(
     args: &TrainArgs,
     device: &burn::tensor::Device,
     resume: bool,
-) -> Result<FisherRounds<'a>> {
-    if let Some(score) = cfg.score.as_deref().filter(|s| *s != "fisher") {
-        bail!("--score {score}: only `fisher` is wired into training so far");
-    }
+) -> Result<SelectionRounds<'a>> {
     let dynamic = cfg.dynamic_decom.unwrap_or(false);
     if resume && dynamic {
         bail!(
             "--resume with --dynamic-decom is not supported: the checkpoint's MPO layout depends on the rounds already run"
         );
     }
-    let schedule = if dynamic {
-        Schedule::EpochRounds {
-            split_num: cfg.split_num.context("--dynamic-decom needs --split-num")?,
-        }
-    } else {
-        Schedule::Static
-    };
     let steps = data.train.len().div_ceil(args.per_device_train_batch_size);
+    let schedule = match (dynamic, cfg.round_steps) {
+        (true, Some(every_steps)) => Schedule::StepRounds {
+            every_steps,
+            per_round: cfg
+                .per_round
+                .context("--dynamic-decom --round-steps needs --per-round")?,
+        },
+        (true, None) => Schedule::EpochRounds {
+            split_num: cfg
+                .split_num
+                .context("--dynamic-decom needs --split-num (epoch rounds) or --round-steps")?,
+        },
+        (false, _) => Schedule::Static,
+    };
+    let score = match cfg.score.as_deref().unwrap_or("fisher") {
+        "fisher" => Score::Fisher,
+        "taylor" => Score::Taylor {
+            window: cfg.taylor_window.or(cfg.round_steps).unwrap_or(steps),
+        },
+        "ablation" => Score::Ablation {
+            batches: cfg.ablation_batches.unwrap_or(8),
+        },
+        other => bail!("--score {other:?}: expected fisher, taylor or ablation"),
+    };
     let plan = schedule.plan(
         top_n,
         Horizon {
@@ -766,20 +803,19 @@ fn selection_rounds<'a>(
         .as_deref()
         .unwrap_or("FFN_1,FFN_2,attention")
         .parse()?;
-    Ok(FisherRounds {
+    Ok(SelectionRounds::new(
         plan,
         rule,
         weight_types,
         preset,
         core_training,
-        train: &data.train,
-        batch_size: args.per_device_train_batch_size,
-        pad_id: data.pad_id,
-        seed: args.seed,
-        device: device.clone(),
-        decomposed: Default::default(),
-        log: Vec::new(),
-    })
+        score,
+        &data.train,
+        args.per_device_train_batch_size,
+        data.pad_id,
+        args.seed,
+        device.clone(),
+    )?)
 }
 
 /// Adds the selection rounds to `metrics.json` under `"selection"`.

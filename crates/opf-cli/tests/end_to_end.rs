@@ -277,3 +277,74 @@ fn seeds_report_mean_and_std_over_runs() {
     let std = ((values[0] - mean).powi(2) + (values[1] - mean).powi(2)).sqrt();
     assert!((acc["std"].as_f64().unwrap() - std).abs() < 1e-12);
 }
+
+#[test]
+fn taylor_step_rounds_and_ablation_selection_run_and_are_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, glue) = (tiny_model(tmp.path()), glue(tmp.path()));
+    let config = manifest_dir().join("../../configs/mrpc.toml");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let cases: [(&str, &[&str], &str); 2] = [
+        (
+            "taylor",
+            &[
+                "--dynamic-decom",
+                "--round-steps",
+                "1",
+                "--per-round",
+                "1",
+                "--score",
+                "taylor",
+            ],
+            "after step 1",
+        ),
+        (
+            "ablation",
+            &["--score", "ablation", "--ablation-batches", "1"],
+            "at epoch 0",
+        ),
+    ];
+    for (name, extra, at) in cases {
+        let run = tmp.path().join(name);
+        let mut args = vec![
+            "glue",
+            "MRPC",
+            "--config",
+            &s(&config),
+            "--model",
+            &s(&model),
+            "--data-dir",
+            &s(&glue),
+            "--output-dir",
+            &s(&run),
+            "--max-seq-length",
+            "32",
+            "--num-train-epochs",
+            "2",
+            "--per-device-train-batch-size",
+            "2",
+            "--mpo-preset",
+            "opf:3",
+            "--top-n",
+            "1",
+            "--weight-types",
+            "FFN_1",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let log = stdout(&opf(&args));
+        assert!(
+            log.contains(&format!("selection round {at}")),
+            "{name}: {log}"
+        );
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap())
+                .unwrap();
+        let rounds = metrics["selection"].as_array().unwrap();
+        assert_eq!(rounds.len(), 1, "{name}");
+        assert_eq!(rounds[0]["chosen"].as_array().unwrap().len(), 1, "{name}");
+    }
+}

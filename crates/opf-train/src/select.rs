@@ -1,20 +1,23 @@
-//! Importance scores on a live BERT and the matrix naming bridge to `opf-select`.
+//! Importance scores on a live BERT, the selection rounds that use them during training, and
+//! the matrix naming bridge to `opf-select`.
 //!
 //! The Fisher (ChildTuning-D) pass follows `bert/trainer_bert.py:580-630`: one pass over the
 //! training data in shuffled order with dropout active, the task loss, `backward()`, and for each
 //! candidate weight the per-tensor clipped squared gradient mean is added to its score; no
-//! optimizer step.
+//! optimizer step. The paper's Taylor score (§4.3, Eq. 7) accumulates |⟨∇W L, W⟩| during
+//! training (computed on the device after each backward pass); its static zero-ablation score
+//! (Eq. 6) compares the loss with each matrix zeroed.
 
 use std::collections::BTreeSet;
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use opf_glue::{Batches, Features, Order};
 use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath, ProjLinear};
 use opf_select::{
-    Arch, FisherAccumulator, GroupRule, MatrixId, MatrixKind, Plan, RoundAt, ScoreTable, Selected,
-    WeightTypes,
+    AblationLoss, Arch, FisherAccumulator, GroupRule, MatrixId, MatrixKind, Plan, RoundAt,
+    ScoreTable, Selected, TaylorAccumulator, WeightTypes, ablation_scores,
 };
 
 use crate::{RoundHook, SequenceClassifier, TrainError, batch_tensors, task_loss};
@@ -46,26 +49,32 @@ pub fn linear_path(id: MatrixId) -> Option<LinearPath> {
     (id.stack == opf_select::Stack::Encoder).then_some(LinearPath::new(id.layer, kind))
 }
 
-/// Fisher scores of every still-dense projection of `model` over one pass of `train` (batch
-/// `batch_size`, shuffled with `seed`), on an autodiff `device`.
-pub fn fisher_scores(
+/// Every still-dense projection of `model` with its weight parameter.
+fn dense_candidates(model: &BertForSequenceClassification) -> Vec<(LinearPath, Param<Tensor<2>>)> {
+    model
+        .bert
+        .linear_paths()
+        .into_iter()
+        .filter_map(|p| match model.bert.linear(p) {
+            ProjLinear::Dense(l) => Some((p, l.weight.clone())),
+            ProjLinear::Mpo(_) => None,
+        })
+        .collect()
+}
+
+/// One scoring pass over `train` (shuffled with `seed`, dropout on, no optimizer step): after
+/// each batch's backward, `visit` sees every still-dense projection with its gradient and
+/// weight (both `(in, out)`, on the inner backend).
+fn gradient_pass(
     model: &BertForSequenceClassification,
     train: &[Features],
     batch_size: usize,
     pad_id: i64,
     seed: u64,
     device: &Device,
-) -> Result<ScoreTable, TrainError> {
-    let candidates: Vec<(LinearPath, burn::module::ParamId)> = model
-        .bert
-        .linear_paths()
-        .into_iter()
-        .filter_map(|p| match model.bert.linear(p) {
-            ProjLinear::Dense(l) => Some((p, l.weight.id)),
-            ProjLinear::Mpo(_) => None,
-        })
-        .collect();
-    let mut acc = FisherAccumulator::new();
+    mut visit: impl FnMut(LinearPath, Tensor<2>, Tensor<2>) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
+    let candidates = dense_candidates(model);
     // The released code draws the scoring order from the same RandomSampler as training; a
     // distinct epoch index keeps it reproducible without replaying a training epoch's order.
     let order = Order::Shuffled {
@@ -78,22 +87,128 @@ pub fn fisher_scores(
         let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
         let loss = task_loss(model.logits(ids, types, mask), labels, device);
         let grads = GradientsParams::from_grads(loss.backward(), model);
-        for &(path, id) in &candidates {
-            if let Some(g) = grads.get::<2>(id) {
-                let data = g.into_data().convert::<f32>();
-                let slice = data.as_slice::<f32>().expect("f32 gradient");
-                acc.add(matrix_id(path), slice)?;
+        for (path, weight) in &candidates {
+            if let Some(g) = grads.get::<2>(weight.id) {
+                visit(*path, g, weight.val().inner())?;
             }
         }
     }
+    Ok(())
+}
+
+/// Fisher scores of every still-dense projection of `model` over one pass of `train` (batch
+/// `batch_size`, shuffled with `seed`), on an autodiff `device`.
+pub fn fisher_scores(
+    model: &BertForSequenceClassification,
+    train: &[Features],
+    batch_size: usize,
+    pad_id: i64,
+    seed: u64,
+    device: &Device,
+) -> Result<ScoreTable, TrainError> {
+    let mut acc = FisherAccumulator::new();
+    gradient_pass(
+        model,
+        train,
+        batch_size,
+        pad_id,
+        seed,
+        device,
+        |path, g, _| {
+            let data = g.into_data().convert::<f32>();
+            let slice = data.as_slice::<f32>().expect("f32 gradient");
+            Ok(acc.add(matrix_id(path), slice)?)
+        },
+    )?;
     Ok(acc.into_scores())
+}
+
+/// The paper's Taylor score over one pass of `train` instead of past optimizer steps (for a
+/// round before any step): Σ over batches of |⟨∇W L, W⟩_F| per still-dense projection.
+pub fn taylor_pass_scores(
+    model: &BertForSequenceClassification,
+    train: &[Features],
+    batch_size: usize,
+    pad_id: i64,
+    seed: u64,
+    device: &Device,
+) -> Result<ScoreTable, TrainError> {
+    let mut acc = TaylorAccumulator::new(usize::MAX)?;
+    gradient_pass(
+        model,
+        train,
+        batch_size,
+        pad_id,
+        seed,
+        device,
+        |path, g, w| Ok(acc.add_inner(matrix_id(path), (g * w).sum().into_scalar::<f64>())?),
+    )?;
+    acc.end_step();
+    Ok(acc.scores())
+}
+
+/// The paper's static ablation score: |L(W) − L(W = 0)| per still-dense projection, each loss
+/// the mean over the first `batches` training batches in order, dropout off. The bias stays.
+pub fn ablation_pass_scores(
+    model: &BertForSequenceClassification,
+    train: &[Features],
+    batches: usize,
+    batch_size: usize,
+    pad_id: i64,
+    device: &Device,
+) -> Result<ScoreTable, TrainError> {
+    let inner = device.clone().inner();
+    let model = model.valid();
+    let data: Vec<_> = Batches::new(train, batch_size, pad_id, Order::Sequential)?
+        .take(batches.max(1))
+        .collect();
+    let loss = |m: &BertForSequenceClassification| -> Result<f64, TrainError> {
+        let mut total = 0.0;
+        for batch in &data {
+            let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
+            let [ids, types, mask] = batch_tensors(batch, &inner);
+            total += task_loss(m.logits(ids, types, mask), labels, &inner).into_scalar::<f64>();
+        }
+        Ok(total / data.len() as f64)
+    };
+    let baseline = loss(&model)?;
+    let mut losses = Vec::new();
+    for (path, _) in dense_candidates(&model) {
+        let mut zeroed = model.clone();
+        let l = zeroed.bert.linear(path);
+        let zero =
+            ProjLinear::from_hf(Tensor::zeros([l.d_output(), l.d_input()], &inner), l.bias());
+        zeroed.bert.set_linear(path, zero)?;
+        let zeroed = loss(&zeroed)?;
+        losses.push((matrix_id(path), AblationLoss { baseline, zeroed }));
+    }
+    Ok(ablation_scores(losses)?)
+}
+
+/// Which importance score the selection rounds use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Score {
+    /// The released ChildTuning-D Fisher pass ([`fisher_scores`]).
+    Fisher,
+    /// The paper's Taylor score |⟨∇W L, W⟩|, summed over the last `window` optimizer steps of
+    /// training; a round before any step uses one pass of the data ([`taylor_pass_scores`]).
+    Taylor {
+        /// Optimizer steps summed (the paper's t).
+        window: usize,
+    },
+    /// The paper's static zero-ablation score over the first `batches` training batches
+    /// ([`ablation_pass_scores`]).
+    Ablation {
+        /// Batches each loss is averaged over.
+        batches: usize,
+    },
 }
 
 /// One selection round as logged and recorded in `metrics.json`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RoundLog {
-    /// Epoch at whose start the round ran.
-    pub epoch: usize,
+    /// When the round ran: at an epoch start or after a number of optimizer steps.
+    pub at: RoundAt,
     /// Matrices per group asked for.
     pub per_group: usize,
     /// The chosen matrices with score, group and rank.
@@ -102,10 +217,10 @@ pub struct RoundLog {
     pub params_after: usize,
 }
 
-/// Static or dynamic OPF selection (`--top-n`, `--dynamic-decom --split-num`): at each round of
-/// `plan` the current model is scored with the Fisher pass, the top matrices per group that are
-/// still dense are chosen, and they are over-parameterized with `preset`.
-pub struct FisherRounds<'a> {
+/// Static or dynamic OPF selection (`--top-n`, `--dynamic-decom --split-num`, step rounds): at
+/// each round of `plan` the current model is scored, the top still-dense matrices per group are
+/// chosen and over-parameterized with `preset`; new cores train from the next step on.
+pub struct SelectionRounds<'a> {
     /// The schedule.
     pub plan: Plan,
     /// Strict groups or the released mixed pool.
@@ -116,7 +231,9 @@ pub struct FisherRounds<'a> {
     pub preset: mpo_core::Preset,
     /// Which cores train.
     pub core_training: CoreTraining,
-    /// Training data for the scoring pass.
+    /// The importance score.
+    pub score: Score,
+    /// Training data for scoring passes.
     pub train: &'a [Features],
     /// Scoring batch size (the training batch size in the released code).
     pub batch_size: usize,
@@ -130,25 +247,79 @@ pub struct FisherRounds<'a> {
     pub decomposed: BTreeSet<MatrixId>,
     /// The rounds run so far.
     pub log: Vec<RoundLog>,
+    /// Taylor terms of the last optimizer steps (with [`Score::Taylor`]).
+    taylor: Option<TaylorAccumulator>,
 }
 
-impl RoundHook<BertForSequenceClassification> for FisherRounds<'_> {
-    fn at_epoch_start(
+impl<'a> SelectionRounds<'a> {
+    /// Rounds of `plan` scored by `score`; the other fields as documented on the struct.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        plan: Plan,
+        rule: GroupRule,
+        weight_types: WeightTypes,
+        preset: mpo_core::Preset,
+        core_training: CoreTraining,
+        score: Score,
+        train: &'a [Features],
+        batch_size: usize,
+        pad_id: i64,
+        seed: u64,
+        device: Device,
+    ) -> Result<Self, TrainError> {
+        let taylor = match score {
+            Score::Taylor { window } => Some(TaylorAccumulator::new(window)?),
+            _ => None,
+        };
+        Ok(Self {
+            plan,
+            rule,
+            weight_types,
+            preset,
+            core_training,
+            score,
+            train,
+            batch_size,
+            pad_id,
+            seed,
+            device,
+            decomposed: BTreeSet::new(),
+            log: Vec::new(),
+            taylor,
+        })
+    }
+
+    /// The scores a round at `at` uses.
+    fn scores(
+        &self,
+        model: &BertForSequenceClassification,
+        at: RoundAt,
+    ) -> Result<ScoreTable, TrainError> {
+        let seed = self.seed.wrapping_add(match at {
+            RoundAt::Epoch(e) => e as u64,
+            RoundAt::Step(s) => s as u64,
+        });
+        let (train, bs, pad, device) = (self.train, self.batch_size, self.pad_id, &self.device);
+        match (self.score, &self.taylor) {
+            (Score::Taylor { .. }, Some(acc)) if acc.steps() > 0 => Ok(acc.scores()),
+            (Score::Taylor { .. }, _) => taylor_pass_scores(model, train, bs, pad, seed, device),
+            (Score::Fisher, _) => fisher_scores(model, train, bs, pad, seed, device),
+            (Score::Ablation { batches }, _) => {
+                ablation_pass_scores(model, train, batches, bs, pad, device)
+            }
+        }
+    }
+
+    /// Runs the round of `plan` at `at`, if any.
+    fn round(
         &mut self,
-        epoch: usize,
+        at: RoundAt,
         mut model: BertForSequenceClassification,
     ) -> Result<BertForSequenceClassification, TrainError> {
-        let Some(round) = self.plan.round_at(RoundAt::Epoch(epoch)).cloned() else {
+        let Some(round) = self.plan.round_at(at).cloned() else {
             return Ok(model);
         };
-        let scores = fisher_scores(
-            &model,
-            self.train,
-            self.batch_size,
-            self.pad_id,
-            self.seed.wrapping_add(epoch as u64),
-            &self.device,
-        )?;
+        let scores = self.scores(&model, at)?;
         let selection = opf_select::select(
             &scores,
             self.rule,
@@ -169,7 +340,7 @@ impl RoundHook<BertForSequenceClassification> for FisherRounds<'_> {
             .over_parameterize(&paths, &self.preset, self.core_training)?;
         for s in &selection.chosen {
             tracing::info!(
-                epoch,
+                ?at,
                 matrix = %s.matrix.hf_name(Arch::Bert),
                 score = s.score,
                 group = ?s.group,
@@ -177,14 +348,55 @@ impl RoundHook<BertForSequenceClassification> for FisherRounds<'_> {
                 "selected for over-parameterization"
             );
         }
-        self.decomposed.extend(selection.matrices());
+        for m in selection.matrices() {
+            if let Some(acc) = &mut self.taylor {
+                acc.forget(m);
+            }
+            self.decomposed.insert(m);
+        }
         self.log.push(RoundLog {
-            epoch,
+            at,
             per_group: round.per_group,
             chosen: selection.chosen,
             params_after: model.num_params(),
         });
         Ok(model)
+    }
+}
+
+impl RoundHook<BertForSequenceClassification> for SelectionRounds<'_> {
+    fn at_epoch_start(
+        &mut self,
+        epoch: usize,
+        model: BertForSequenceClassification,
+    ) -> Result<BertForSequenceClassification, TrainError> {
+        self.round(RoundAt::Epoch(epoch), model)
+    }
+
+    fn after_backward(
+        &mut self,
+        model: &BertForSequenceClassification,
+        grads: &GradientsParams,
+    ) -> Result<(), TrainError> {
+        let Some(acc) = &mut self.taylor else {
+            return Ok(());
+        };
+        for (path, weight) in dense_candidates(model) {
+            if let Some(g) = grads.get::<2>(weight.id) {
+                let inner = (g * weight.val().inner()).sum().into_scalar::<f64>();
+                acc.add_inner(matrix_id(path), inner)?;
+            }
+        }
+        acc.end_step();
+        Ok(())
+    }
+
+    fn after_step(
+        &mut self,
+        step: usize,
+        model: BertForSequenceClassification,
+    ) -> Result<BertForSequenceClassification, TrainError> {
+        self.round(RoundAt::Step(step), model)
     }
 }
 

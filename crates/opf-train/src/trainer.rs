@@ -200,9 +200,44 @@ pub fn batch_tensors(batch: &Batch, device: &Device) -> [Tensor<2, Int>; 3] {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NonFiniteLoss(pub f64);
 
-/// One optimizer step as the trainer takes it: forward, task loss (checked finite before
-/// anything changes), backward, global-norm clipping to `max_grad_norm`, AdamW at `lr`.
-/// Returns the updated model, the loss and the gradient norm before clipping.
+/// Forward, task loss (checked finite before anything changes) and backward, as the trainer
+/// runs them: the gradients of every trainable parameter and the loss.
+///
+/// # Errors
+///
+/// [`NonFiniteLoss`] when the loss is not finite.
+pub fn forward_backward<M: SequenceClassifier>(
+    model: &M,
+    [ids, types, mask]: [Tensor<2, Int>; 3],
+    labels: &BatchLabels,
+    device: &Device,
+) -> Result<(GradientsParams, f64), NonFiniteLoss> {
+    let loss = task_loss(model.logits(ids, types, mask), labels, device);
+    let loss_value = loss.clone().into_scalar::<f64>();
+    if !loss_value.is_finite() {
+        return Err(NonFiniteLoss(loss_value));
+    }
+    Ok((
+        GradientsParams::from_grads(loss.backward(), model),
+        loss_value,
+    ))
+}
+
+/// Global-norm clipping to `max_grad_norm`, then the optimizer step at `lr`; returns the model
+/// and the gradient norm before clipping.
+pub fn optimizer_step<M: SequenceClassifier>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    mut grads: GradientsParams,
+    lr: f64,
+    max_grad_norm: f64,
+) -> (M, f64) {
+    let grad_norm = clip_grad_norm(&model, &mut grads, max_grad_norm);
+    (optim.step(lr, model, grads), grad_norm)
+}
+
+/// One whole optimizer step as the trainer takes it ([`forward_backward`], then
+/// [`optimizer_step`]); returns the updated model, the loss and the gradient norm.
 ///
 /// # Errors
 ///
@@ -210,20 +245,15 @@ pub struct NonFiniteLoss(pub f64);
 pub fn train_step<M: SequenceClassifier>(
     model: M,
     optim: &mut ModuleOptimizer,
-    [ids, types, mask]: [Tensor<2, Int>; 3],
+    batch: [Tensor<2, Int>; 3],
     labels: &BatchLabels,
     lr: f64,
     max_grad_norm: f64,
     device: &Device,
 ) -> Result<(M, f64, f64), NonFiniteLoss> {
-    let loss = task_loss(model.logits(ids, types, mask), labels, device);
-    let loss_value = loss.clone().into_scalar::<f64>();
-    if !loss_value.is_finite() {
-        return Err(NonFiniteLoss(loss_value));
-    }
-    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-    let grad_norm = clip_grad_norm(&model, &mut grads, max_grad_norm);
-    Ok((optim.step(lr, model, grads), loss_value, grad_norm))
+    let (grads, loss) = forward_backward(&model, batch, labels, device)?;
+    let (model, grad_norm) = optimizer_step(model, optim, grads, lr, max_grad_norm);
+    Ok((model, loss, grad_norm))
 }
 
 /// Task loss (`BertForSequenceClassification.forward`): cross-entropy over classes, or MSE on the
@@ -395,6 +425,17 @@ pub fn train<M: SequenceClassifier>(
 pub trait RoundHook<M> {
     /// Called before the first step of `epoch` (not when resuming inside that epoch).
     fn at_epoch_start(&mut self, epoch: usize, model: M) -> Result<M, TrainError>;
+
+    /// Called after every backward pass with its gradients, before clipping and the optimizer
+    /// step (where the paper's Taylor score accumulates).
+    fn after_backward(&mut self, _model: &M, _grads: &GradientsParams) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    /// Called once `step` optimizer steps are complete; may change the model (step rounds).
+    fn after_step(&mut self, _step: usize, model: M) -> Result<M, TrainError> {
+        Ok(model)
+    }
 }
 
 /// No rounds: the model is not changed during training.
@@ -406,7 +447,8 @@ impl<M> RoundHook<M> for NoRounds {
     }
 }
 
-/// [`train`] with a [`RoundHook`] called at every epoch start.
+/// [`train`] with a [`RoundHook`] called at every epoch start, after every backward pass and
+/// after every optimizer step.
 #[allow(clippy::too_many_arguments)]
 pub fn train_with_rounds<M: SequenceClassifier>(
     model: M,
@@ -483,23 +525,20 @@ pub fn train_with_rounds<M: SequenceClassifier>(
             let step = state.global_step;
             device.seed(args.seed.wrapping_add(step as u64 + 1));
             let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
+            let (grads, loss_value) =
+                forward_backward(&model, batch_tensors(&batch, device), labels, device).map_err(
+                    |NonFiniteLoss(loss)| TrainError::NonFiniteLoss {
+                        step: step + 1,
+                        loss,
+                        last_checkpoint,
+                    },
+                )?;
+            rounds.after_backward(&model, &grads)?;
             let lr = schedule.lr(step);
-            let (loss_value, grad_norm);
-            (model, loss_value, grad_norm) = train_step(
-                model,
-                &mut optim,
-                batch_tensors(&batch, device),
-                labels,
-                lr,
-                args.max_grad_norm,
-                device,
-            )
-            .map_err(|NonFiniteLoss(loss)| TrainError::NonFiniteLoss {
-                step: step + 1,
-                loss,
-                last_checkpoint,
-            })?;
+            let grad_norm;
+            (model, grad_norm) = optimizer_step(model, &mut optim, grads, lr, args.max_grad_norm);
             state.global_step += 1;
+            model = rounds.after_step(state.global_step, model)?;
             observer.on_step(state.global_step, loss_value, lr);
 
             interval_loss += loss_value;

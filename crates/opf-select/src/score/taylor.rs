@@ -55,6 +55,12 @@ impl TaylorAccumulator {
             .zip(weight)
             .map(|(&g, &w)| f64::from(g) * f64::from(w))
             .sum();
+        self.add_inner(matrix, inner)
+    }
+
+    /// Adds |`inner`| for `matrix` to the current step, where `inner` = ⟨grad, weight⟩ was
+    /// computed elsewhere (on the training device, say).
+    pub fn add_inner(&mut self, matrix: MatrixId, inner: f64) -> Result<(), SelectError> {
         if !inner.is_finite() {
             return Err(SelectError::NonFiniteGradient { matrix });
         }

@@ -1,0 +1,261 @@
+//! The paper's selection scores wired into training (spec §4.3): the Taylor score accumulated
+//! from the trainer's own gradients, the zero-ablation score, and rounds every t optimizer steps.
+//! Checked against direct computations on the tiny BERT; tolerances relative, f32 model.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use opf_glue::{Batches, Features, Label, Order, Split, Task};
+use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath, ProjLinear};
+use opf_select::{GroupRule, Horizon, RoundAt, Schedule};
+use opf_train::select::{Score, SelectionRounds, ablation_pass_scores, matrix_id};
+use opf_train::{RoundHook, RunDir, Silent, TrainArgs, TrainData, batch_tensors, task_loss};
+
+fn tiny_model(device: &Device) -> BertForSequenceClassification {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../opf-models/tests/fixtures/tiny-bert");
+    device.seed(3);
+    let mut model = BertForSequenceClassification::load(dir, None, None, device)
+        .expect("tiny BERT fixture loads")
+        .0;
+    model.classifier = burn::nn::LinearConfig::new(32, 2).init(device);
+    model
+}
+
+/// `n` pair examples with ids < 99 and labels 0/1, deterministic in `seed`.
+fn examples(n: usize, seed: u64) -> Vec<Features> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut next = move |bound: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % bound
+    };
+    (0..n)
+        .map(|_| {
+            let len = 3 + next(8) as usize;
+            let mut ids = vec![2i64];
+            ids.extend((0..len).map(|_| 5 + next(94) as i64));
+            ids.push(3);
+            let types = (0..ids.len()).map(|i| i64::from(i > len / 2 + 1)).collect();
+            let label = Label::Class((ids[1] % 2) as usize);
+            Features {
+                input_ids: ids,
+                token_type_ids: types,
+                label: Some(label),
+            }
+        })
+        .collect()
+}
+
+fn ffn1(layer: usize) -> LinearPath {
+    LinearPath::new(layer, LinearKind::Ffn1)
+}
+
+fn rounds<'a>(
+    schedule: Schedule,
+    top_n: usize,
+    score: Score,
+    train: &'a [Features],
+    device: &Device,
+) -> SelectionRounds<'a> {
+    let plan = schedule
+        .plan(
+            top_n,
+            Horizon {
+                epochs: 2,
+                total_steps: 10,
+            },
+        )
+        .unwrap();
+    SelectionRounds::new(
+        plan,
+        GroupRule::Strict,
+        "FFN_1".parse().unwrap(),
+        "opf:3".parse().unwrap(),
+        CoreTraining::All,
+        score,
+        train,
+        8,
+        0,
+        42,
+        device.clone(),
+    )
+    .unwrap()
+}
+
+/// |⟨∇W L, W⟩| of the FFN_1 weight of `layer`, on the host in f64.
+fn taylor_term(
+    model: &BertForSequenceClassification,
+    grads: &GradientsParams,
+    layer: usize,
+) -> f64 {
+    let ProjLinear::Dense(l) = model.bert.linear(ffn1(layer)) else {
+        panic!("dense")
+    };
+    let g = grads
+        .get::<2>(l.weight.id)
+        .unwrap()
+        .into_data()
+        .convert::<f32>();
+    let w = l.weight.val().inner().into_data().convert::<f32>();
+    let (g, w) = (g.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
+    g.iter()
+        .zip(w)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum::<f64>()
+        .abs()
+}
+
+#[test]
+fn taylor_rounds_score_with_the_trainers_gradients() {
+    let device = Device::flex().autodiff();
+    let model = tiny_model(&device);
+    let train = examples(8, 1);
+    let schedule = Schedule::StepRounds {
+        every_steps: 2,
+        per_round: 1,
+    };
+    let mut hook = rounds(schedule, 2, Score::Taylor { window: 2 }, &train, &device);
+
+    // Two backward passes (as two training steps would run them), then the round after step 2.
+    let mut expected = [0.0; 2];
+    for seed in [5, 6] {
+        let batch = Batches::new(&examples(8, seed), 8, 0, Order::Sequential)
+            .unwrap()
+            .next()
+            .unwrap();
+        let [ids, types, mask] = batch_tensors(&batch, &device);
+        let loss = task_loss(
+            model.forward(ids, types, mask),
+            batch.labels.as_ref().unwrap(),
+            &device,
+        );
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        for (layer, e) in expected.iter_mut().enumerate() {
+            *e += taylor_term(&model, &grads, layer);
+        }
+        hook.after_backward(&model, &grads).unwrap();
+    }
+    let model = hook.after_step(1, model).unwrap();
+    assert!(
+        hook.log.is_empty() && model.bert.mpo_paths().is_empty(),
+        "no round at step 1"
+    );
+    let model = hook.after_step(2, model).unwrap();
+    let round = &hook.log[0];
+    assert_eq!(round.at, RoundAt::Step(2));
+    let best = if expected[0] >= expected[1] { 0 } else { 1 };
+    assert_eq!(round.chosen.len(), 1);
+    assert_eq!(round.chosen[0].matrix, matrix_id(ffn1(best)));
+    let rel = (round.chosen[0].score - expected[best]).abs() / expected[best];
+    assert!(
+        rel < 1e-5,
+        "Taylor score {} vs {} ({rel:.1e})",
+        round.chosen[0].score,
+        expected[best]
+    );
+    assert_eq!(model.bert.mpo_paths(), vec![ffn1(best)]);
+}
+
+#[test]
+fn ablation_scores_are_the_loss_change_of_zeroing_each_matrix() {
+    let device = Device::flex().autodiff();
+    let model = tiny_model(&device);
+    let train = examples(24, 2);
+    let scores = ablation_pass_scores(&model, &train, 2, 8, 0, &device).unwrap();
+    assert_eq!(scores.len(), 12, "every projection of both layers");
+    // By hand for one matrix: mean loss over the first two batches, intact and zeroed.
+    let inner = device.clone().inner();
+    let valid = model.valid();
+    let loss = |m: &BertForSequenceClassification| -> f64 {
+        let batches: Vec<_> = Batches::new(&train, 8, 0, Order::Sequential)
+            .unwrap()
+            .take(2)
+            .collect();
+        batches
+            .iter()
+            .map(|b| {
+                let [ids, types, mask] = batch_tensors(b, &inner);
+                task_loss(
+                    m.forward(ids, types, mask),
+                    b.labels.as_ref().unwrap(),
+                    &inner,
+                )
+                .into_scalar::<f64>()
+            })
+            .sum::<f64>()
+            / 2.0
+    };
+    let path = LinearPath::new(1, LinearKind::Value);
+    let mut zeroed = valid.clone();
+    let l = zeroed.bert.linear(path);
+    let zero = ProjLinear::from_hf(Tensor::zeros([l.d_output(), l.d_input()], &inner), l.bias());
+    zeroed.bert.set_linear(path, zero).unwrap();
+    let want = (loss(&valid) - loss(&zeroed)).abs();
+    let got = scores.get(matrix_id(path)).unwrap();
+    assert!(
+        (got - want).abs() <= 1e-6 * want.max(1e-6),
+        "{got} vs {want}"
+    );
+}
+
+#[test]
+fn step_rounds_run_inside_training() {
+    let device = Device::flex().autodiff();
+    let train = examples(40, 7);
+    let data = TrainData {
+        train: train.clone(),
+        dev: vec![(Split::Dev, examples(8, 8))],
+        pad_id: 0,
+    };
+    let args = TrainArgs {
+        learning_rate: 1e-3,
+        mpo_lr: None,
+        num_train_epochs: 2,
+        per_device_train_batch_size: 8,
+        per_device_eval_batch_size: 8,
+        warmup_steps: 0,
+        warmup_ratio: 0.0,
+        weight_decay: 0.0,
+        max_grad_norm: 1.0,
+        seed: 42,
+        eval_steps: 0,
+        logging_steps: 5,
+        save_steps: 0,
+    };
+    let schedule = Schedule::StepRounds {
+        every_steps: 3,
+        per_round: 1,
+    };
+    let mut hook = rounds(schedule, 2, Score::Taylor { window: 3 }, &train, &device);
+    let dir = tempfile::tempdir().unwrap();
+    let out: PathBuf = dir.path().join("run");
+    let outcome = opf_train::train_with_rounds(
+        tiny_model(&device),
+        Task::Mrpc,
+        &data,
+        &args,
+        &RunDir::new(&out),
+        false,
+        &device,
+        &mut Silent,
+        &mut hook,
+    )
+    .unwrap();
+    let ats: Vec<RoundAt> = hook.log.iter().map(|r| r.at).collect();
+    assert_eq!(ats, vec![RoundAt::Step(3), RoundAt::Step(6)]);
+    let mut paths = outcome.last.bert.mpo_paths();
+    paths.sort_by_key(|p| p.layer);
+    assert_eq!(
+        paths,
+        vec![ffn1(0), ffn1(1)],
+        "both FFN_1 matrices, one per round"
+    );
+    assert!(
+        hook.log
+            .iter()
+            .all(|r| r.chosen.iter().all(|c| c.score > 0.0))
+    );
+}
