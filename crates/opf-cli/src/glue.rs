@@ -11,8 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use opf_glue::{Features, GlueTokenizer, Split, Task};
 use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath};
 use opf_select::{GroupRule, Horizon, RoundAt, Schedule, WeightTypes};
+use opf_train::child_tuning::{ChildTuningD, ChildTuningMasks};
 use opf_train::select::{RoundLog, Score, SelectionRounds};
-use opf_train::{EvalLog, Observer, RunDir, StepLog, TrainArgs, TrainData};
+use opf_train::{EvalLog, NoRounds, Observer, RoundHook, RunDir, StepLog, TrainArgs, TrainData};
 use serde::{Deserialize, Serialize};
 
 use crate::backend;
@@ -136,6 +137,10 @@ pub struct RunConfig {
     /// OPF selection, `--round-steps`: matrices added per group per round (the paper's n).
     #[arg(long)]
     pub per_round: Option<usize>,
+    /// ChildTuning-D (the released optimizer's mode): only this fraction of the encoder-layer
+    /// weights, the largest by a Fisher pass before training, receive gradients (0 < p ≤ 1).
+    #[arg(long)]
+    pub child_tuning_reserve: Option<f64>,
     /// Run this many seeds (`seed`, `seed + 1`, …), each in `<output_dir>/seed-<s>`, and report
     /// the mean ± standard deviation of the final dev metrics (in `<output_dir>/seeds.json`).
     #[arg(long)]
@@ -184,6 +189,7 @@ impl RunConfig {
             ablation_batches,
             round_steps,
             per_round,
+            child_tuning_reserve,
             seeds
         )
     }
@@ -592,29 +598,47 @@ fn run_one(
         )?),
         _ => None,
     };
-    let outcome = match rounds.as_mut() {
-        Some(r) => opf_train::train_with_rounds(
-            model,
-            task,
-            &data,
-            &args,
-            &run_dir,
-            cmd.resume,
-            &train_device,
-            &mut progress,
-            r,
-        )?,
-        None => opf_train::train(
-            model,
-            task,
-            &data,
-            &args,
-            &run_dir,
-            cmd.resume,
-            &train_device,
-            &mut progress,
-        )?,
+    let mut no_rounds = NoRounds;
+    let hook: &mut dyn RoundHook<BertForSequenceClassification> = match rounds.as_mut() {
+        Some(r) => r,
+        None => &mut no_rounds,
     };
+    let mut child_tuning;
+    let hook: &mut dyn RoundHook<BertForSequenceClassification> = match cfg.child_tuning_reserve {
+        Some(reserve_p) => {
+            let t0 = Instant::now();
+            let masks = ChildTuningMasks::fisher(
+                &model,
+                &data.train,
+                args.per_device_train_batch_size,
+                data.pad_id,
+                args.seed,
+                reserve_p,
+                args.max_grad_norm,
+                &train_device,
+            )?;
+            let (kept, total) = masks.counts();
+            println!(
+                "ChildTuning-D: gradients of {kept} of {total} encoder-layer elements pass ({:.1} %), Fisher pass {:.1}s",
+                100.0 * kept as f64 / total.max(1) as f64,
+                t0.elapsed().as_secs_f64()
+            );
+            child_tuning = ChildTuningD { inner: hook, masks };
+            &mut child_tuning
+        }
+        None => hook,
+    };
+    let outcome = opf_train::train_with_rounds(
+        model,
+        task,
+        &data,
+        &args,
+        &run_dir,
+        cmd.resume,
+        &train_device,
+        &mut progress,
+        hook,
+    )?;
     progress.bar.finish_and_clear();
     let train_secs = t_train.elapsed().as_secs_f64();
     if let Some(r) = &rounds {

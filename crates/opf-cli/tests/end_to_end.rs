@@ -300,7 +300,14 @@ fn taylor_step_rounds_and_ablation_selection_run_and_are_recorded() {
         ),
         (
             "ablation",
-            &["--score", "ablation", "--ablation-batches", "1"],
+            &[
+                "--score",
+                "ablation",
+                "--ablation-batches",
+                "1",
+                "--child-tuning-reserve",
+                "0.5",
+            ],
             "at epoch 0",
         ),
     ];

@@ -1,7 +1,9 @@
 //! Fine-tuning for opf: the training loop, HF-exact AdamW with parameter groups, the linear
-//! warmup/decay schedule, global-norm clipping, checkpoints and reports.
+//! warmup/decay schedule, global-norm clipping, checkpoints and reports, the OPF selection
+//! rounds and ChildTuning-D gradient masking.
 #![warn(missing_docs)]
 
+pub mod child_tuning;
 mod error;
 pub mod optim;
 mod plot;
@@ -12,6 +14,6 @@ mod trainer;
 pub use error::TrainError;
 pub use trainer::{
     EvalLog, NoRounds, NonFiniteLoss, Observer, RoundHook, RunDir, SequenceClassifier, Silent,
-    StepLog, TrainArgs, TrainData, TrainOutcome, TrainerState, batch_tensors, predict, task_loss,
-    train, train_step, train_with_rounds, write_reports,
+    StepLog, TrainArgs, TrainData, TrainOutcome, TrainerState, batch_tensors, forward_backward,
+    optimizer_step, predict, task_loss, train, train_step, train_with_rounds, write_reports,
 };

@@ -376,7 +376,7 @@ impl RoundHook<BertForSequenceClassification> for SelectionRounds<'_> {
     fn after_backward(
         &mut self,
         model: &BertForSequenceClassification,
-        grads: &GradientsParams,
+        grads: &mut GradientsParams,
     ) -> Result<(), TrainError> {
         let Some(acc) = &mut self.taylor else {
             return Ok(());

@@ -427,8 +427,12 @@ pub trait RoundHook<M> {
     fn at_epoch_start(&mut self, epoch: usize, model: M) -> Result<M, TrainError>;
 
     /// Called after every backward pass with its gradients, before clipping and the optimizer
-    /// step (where the paper's Taylor score accumulates).
-    fn after_backward(&mut self, _model: &M, _grads: &GradientsParams) -> Result<(), TrainError> {
+    /// step (where the paper's Taylor score accumulates and ChildTuning-D masks).
+    fn after_backward(
+        &mut self,
+        _model: &M,
+        _grads: &mut GradientsParams,
+    ) -> Result<(), TrainError> {
         Ok(())
     }
 
@@ -525,7 +529,7 @@ pub fn train_with_rounds<M: SequenceClassifier>(
             let step = state.global_step;
             device.seed(args.seed.wrapping_add(step as u64 + 1));
             let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
-            let (grads, loss_value) =
+            let (mut grads, loss_value) =
                 forward_backward(&model, batch_tensors(&batch, device), labels, device).map_err(
                     |NonFiniteLoss(loss)| TrainError::NonFiniteLoss {
                         step: step + 1,
@@ -533,7 +537,7 @@ pub fn train_with_rounds<M: SequenceClassifier>(
                         last_checkpoint,
                     },
                 )?;
-            rounds.after_backward(&model, &grads)?;
+            rounds.after_backward(&model, &mut grads)?;
             let lr = schedule.lr(step);
             let grad_norm;
             (model, grad_norm) = optimizer_step(model, &mut optim, grads, lr, args.max_grad_norm);

@@ -132,11 +132,11 @@ fn taylor_rounds_score_with_the_trainers_gradients() {
             batch.labels.as_ref().unwrap(),
             &device,
         );
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         for (layer, e) in expected.iter_mut().enumerate() {
             *e += taylor_term(&model, &grads, layer);
         }
-        hook.after_backward(&model, &grads).unwrap();
+        hook.after_backward(&model, &mut grads).unwrap();
     }
     let model = hook.after_step(1, model).unwrap();
     assert!(
@@ -257,5 +257,78 @@ fn step_rounds_run_inside_training() {
         hook.log
             .iter()
             .all(|r| r.chosen.iter().all(|c| c.score > 0.0))
+    );
+}
+
+/// ChildTuning-D: the Fisher pass keeps the requested fraction of the encoder-layer elements and
+/// the hook zeroes exactly the other gradients (a masked element does not move in an AdamW step
+/// without weight decay); parameters outside the layers are not masked.
+#[test]
+fn child_tuning_masks_keep_the_top_fraction_and_zero_the_rest() {
+    use opf_train::NoRounds;
+    use opf_train::child_tuning::{ChildTuningD, ChildTuningMasks};
+    let device = Device::flex().autodiff();
+    let model = tiny_model(&device);
+    let train = examples(16, 4);
+    let masks = ChildTuningMasks::fisher(&model, &train, 8, 0, 42, 0.3, 1.0, &device).unwrap();
+    let (kept, total) = masks.counts();
+    let ProjLinear::Dense(ffn) = model.bert.linear(ffn1(0)) else {
+        panic!("dense")
+    };
+    let (in_f, out_f) = (32, 37);
+    assert!(
+        total > in_f * out_f,
+        "every encoder-layer parameter is scored"
+    );
+    let frac = kept as f64 / total as f64;
+    assert!((0.3..0.31).contains(&frac), "kept {kept} of {total}");
+
+    let batch = Batches::new(&examples(8, 9), 8, 0, Order::Sequential)
+        .unwrap()
+        .next()
+        .unwrap();
+    let [ids, types, mask] = batch_tensors(&batch, &device);
+    let loss = task_loss(
+        model.forward(ids, types, mask),
+        batch.labels.as_ref().unwrap(),
+        &device,
+    );
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let before = grads
+        .get::<2>(ffn.weight.id)
+        .unwrap()
+        .into_data()
+        .convert::<f32>();
+    let word = model.bert.embeddings.word_embeddings.weight.id;
+    let word_before = grads.get::<2>(word).unwrap().into_data();
+    let mut inner = NoRounds;
+    let mut hook = ChildTuningD {
+        inner: &mut inner,
+        masks,
+    };
+    hook.after_backward(&model, &mut grads).unwrap();
+    let after = grads
+        .get::<2>(ffn.weight.id)
+        .unwrap()
+        .into_data()
+        .convert::<f32>();
+    let (b, a) = (
+        before.as_slice::<f32>().unwrap(),
+        after.as_slice::<f32>().unwrap(),
+    );
+    let zeroed = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| **x == 0.0 && **y != 0.0)
+        .count();
+    assert!(zeroed > 0, "some FFN gradients are masked");
+    assert!(
+        a.iter().zip(b).all(|(x, y)| *x == 0.0 || x == y),
+        "kept ones are untouched"
+    );
+    assert_eq!(
+        grads.get::<2>(word).unwrap().into_data(),
+        word_before,
+        "embeddings unmasked"
     );
 }
