@@ -1846,3 +1846,135 @@ impl T5ForConditionalGeneration {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Tolerance;
+
+    /// `T5Attention._relative_position_bucket` values written by `scripts/gen_t5_fixtures.py`.
+    const BUCKETS: &str = include_str!("../tests/fixtures/t5-buckets.json");
+
+    #[test]
+    fn relative_position_buckets_match_transformers() {
+        let fixture: serde_json::Value = serde_json::from_str(BUCKETS).unwrap();
+        let positions: Vec<i64> =
+            serde_json::from_value(fixture["relative_positions"].clone()).unwrap();
+        let cases = fixture["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 2);
+        for case in cases {
+            let num_buckets = case["num_buckets"].as_u64().unwrap() as usize;
+            let max_distance = case["max_distance"].as_u64().unwrap() as usize;
+            for (key, bidirectional) in [("bidirectional", true), ("causal", false)] {
+                let expected: Vec<usize> = serde_json::from_value(case[key].clone()).unwrap();
+                let got: Vec<usize> = positions
+                    .iter()
+                    .map(|&p| relative_position_bucket(p, bidirectional, num_buckets, max_distance))
+                    .collect();
+                assert_eq!(got, expected, "{key} {num_buckets}/{max_distance}");
+            }
+        }
+    }
+
+    #[test]
+    fn shift_right_prepends_start_and_replaces_ignored_labels() {
+        let device = Device::flex();
+        let labels = Tensor::<2, Int>::from_data([[4, 9, 1], [7, 1, -100]], &device);
+        shift_right(labels, 5, 0)
+            .into_data()
+            .assert_eq(&TensorData::from([[5i64, 4, 9], [5, 7, 1]]), false);
+        let labels = Tensor::<2, Int>::from_data([[3, -100, -100]], &device);
+        shift_right(labels, 0, 2)
+            .into_data()
+            .assert_eq(&TensorData::from([[0i64, 3, 2]]), false);
+    }
+
+    #[test]
+    fn rms_norm_scales_without_centering() {
+        let device = Device::flex();
+        let mut norm = T5LayerNormConfig::new(2).with_epsilon(0.0).init(&device);
+        norm.weight = Param::from_tensor(Tensor::from_data([1.0, 2.0], &device));
+        // x = [3, 4]: mean square 12.5, x / √12.5 · w = [0.8485281, 2.2627417].
+        let y = norm.forward(Tensor::<2>::from_data([[3.0, 4.0], [1.0, 1.0]], &device));
+        y.into_data().assert_approx_eq::<f32>(
+            &TensorData::from([[0.848_528_1f32, 2.262_741_7], [1.0, 2.0]]),
+            Tolerance::absolute(1e-6),
+        );
+    }
+
+    #[test]
+    fn causal_mask_hides_the_future() {
+        let m = f32::MIN;
+        causal_mask(3, &Device::flex()).into_data().assert_eq(
+            &TensorData::from([[[[0.0f32, m, m], [0.0, 0.0, m], [0.0, 0.0, 0.0]]]]),
+            true,
+        );
+    }
+
+    #[test]
+    fn config_defaults_variants_and_errors() {
+        let config = T5Config::from_json_str("{}").unwrap();
+        assert_eq!(config, T5Config::default());
+        assert_eq!(config.num_decoder_layers(), 6);
+        assert!(config.scales_decoder_outputs());
+        assert_eq!(config.feed_forward().unwrap(), (false, HiddenAct::Relu));
+
+        let v11 = T5Config::from_json_str(
+            r#"{"feed_forward_proj": "gated-gelu", "tie_word_embeddings": false,
+                "num_decoder_layers": 3, "architectures": ["T5ForConditionalGeneration"]}"#,
+        )
+        .unwrap();
+        assert_eq!(v11.feed_forward().unwrap(), (true, HiddenAct::GeluTanh));
+        assert_eq!(v11.num_decoder_layers(), 3);
+        assert!(!v11.scales_decoder_outputs());
+        let back = T5Config::from_json_str(&v11.to_json_string()).unwrap();
+        assert_eq!(back, v11);
+
+        // transformers 5 writes tied + explicit scaling flag.
+        let v5 = T5Config::from_json_str(r#"{"scale_decoder_outputs": false}"#).unwrap();
+        assert!(!v5.scales_decoder_outputs());
+
+        for (json, needle) in [
+            (r#"{"feed_forward_proj": "gated-silu"}"#, "gated-silu"),
+            (r#"{"feed_forward_proj": "fancy-relu"}"#, "fancy-relu"),
+            (r#"{"model_type": "bart"}"#, "bart"),
+            (r#"{"d_kv": 0}"#, "d_kv"),
+            (r#"{"relative_attention_max_distance": 4}"#, "max_distance"),
+            (r#"{"eos_token_id": 40000}"#, "eos_token_id"),
+        ] {
+            match T5Config::from_json_str(json) {
+                Err(ModelError::InvalidConfig(msg)) => assert!(msg.contains(needle), "{msg}"),
+                other => panic!("{json}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn random_model_shapes_and_head() {
+        let device = Device::flex();
+        let config = T5Config {
+            vocab_size: 50,
+            d_model: 16,
+            d_kv: 4,
+            d_ff: 24,
+            num_layers: 2,
+            num_decoder_layers: Some(1),
+            num_heads: 2,
+            relative_attention_num_buckets: 8,
+            relative_attention_max_distance: 16,
+            tie_word_embeddings: false,
+            ..T5Config::default()
+        };
+        let model = T5ForConditionalGeneration::new(&config, &device);
+        assert!(model.lm_head.is_some());
+        assert_eq!(model.linear_paths().len(), 2 * 6 + 10);
+        let ids = Tensor::<2, Int>::from_data([[3, 4, 1], [5, 1, 0]], &device);
+        let mask = Tensor::<2, Int>::from_data([[1, 1, 1], [1, 1, 0]], &device);
+        let logits = model.forward(ids, mask, Tensor::zeros([2, 4], &device));
+        assert_eq!(logits.dims(), [2, 4, 50]);
+        let names: Vec<String> = model.hf_tensors().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names[0], "shared.weight");
+        assert_eq!(names.last().unwrap(), "lm_head.weight");
+        assert!(names.contains(&"decoder.block.0.layer.2.layer_norm.weight".to_string()));
+    }
+}
