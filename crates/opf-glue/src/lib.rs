@@ -1,5 +1,5 @@
 //! GLUE for opf: task definitions, TSV readers, tokenization, dynamic-padding batches, GLUE
-//! metrics and submission files. Framework-free (no burn): batches are flat row-major `i64`
+//! metrics, submission files and the text-to-text form of the tasks for T5. Framework-free (no burn): batches are flat row-major `i64`
 //! vectors ready for any tensor library.
 //!
 //! Everything follows Hugging Face transformers 4.x:
@@ -38,6 +38,7 @@ mod error;
 mod metrics;
 mod submission;
 mod task;
+mod text_to_text;
 mod tokenize;
 
 pub use batch::{Batch, BatchLabels, Batches, Order};
@@ -51,4 +52,5 @@ pub use metrics::{
 };
 pub use submission::{Submission, format_submission};
 pub use task::{Metric, Split, Task};
+pub use text_to_text::{round_stsb_target, t5_class, t5_prefix, t5_score, t5_source, t5_target};
 pub use tokenize::{Features, GlueTokenizer};

@@ -47,7 +47,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 use crate::checkpoint::{self, Checkpoint, LoadReport, param_paths, write_safetensors};
-use crate::linear::{ProjLinear, ProjLinearConfig, dense_from_hf, init_dense};
+use crate::linear::{
+    MpoReplacement, ProjLinear, ProjLinearConfig, dense_from_hf, init_dense,
+    over_parameterize_paths, replace_linear,
+};
 use crate::mpo_linear::MpoLinear;
 
 // ------------------------------------------------------------------------------------------------
@@ -1224,21 +1227,16 @@ impl BertModel {
         path: LinearPath,
         linear: ProjLinear,
     ) -> Result<ProjLinear, ModelError> {
-        let slot = self.encoder.layers[path.layer]
+        replace_linear(self.linear_mut(path), path, linear)
+    }
+
+    /// The projection at `path`, mutably.
+    fn linear_mut(&mut self, path: LinearPath) -> &mut ProjLinear {
+        self.encoder.layers[path.layer]
             .linears_mut()
             .into_iter()
             .find_map(|(kind, slot)| (kind == path.kind).then_some(slot))
-            .expect("a layer has every kind of projection");
-        let expected = [slot.d_output(), slot.d_input()];
-        let found = [linear.d_output(), linear.d_input()];
-        if expected != found {
-            return Err(ModelError::ShapeMismatch {
-                name: path.to_string(),
-                expected: expected.to_vec(),
-                found: found.to_vec(),
-            });
-        }
-        Ok(std::mem::replace(slot, linear))
+            .expect("a layer has every kind of projection")
     }
 
     /// Over-parameterizes the projections at `paths` (OPF, spec §2.3): each dense `(out, in)`
@@ -1259,29 +1257,7 @@ impl BertModel {
         preset: &mpo_core::Preset,
         training: crate::CoreTraining,
     ) -> Result<Vec<MpoReplacement>, ModelError> {
-        let mut todo = Vec::new();
-        for &path in paths {
-            let proj = self.linear(path);
-            if proj.is_mpo() || todo.iter().any(|(p, _)| *p == path) {
-                continue;
-            }
-            todo.push((path, preset.shape(proj.d_output(), proj.d_input())?));
-        }
-        let mut done = Vec::with_capacity(todo.len());
-        for (path, shape) in todo {
-            let mpo = self
-                .linear(path)
-                .clone()
-                .over_parameterize(&shape, training)?;
-            let params = mpo.weight_params();
-            self.set_linear(path, mpo)?;
-            done.push(MpoReplacement {
-                path,
-                shape,
-                params,
-            });
-        }
-        Ok(done)
+        over_parameterize_paths(self, Self::linear_mut, paths, preset, training)
     }
 
     /// Contracts every MPO projection back into a dense one (spec §2.5): the result has the
@@ -1303,17 +1279,6 @@ impl BertModel {
             .filter(|p| self.linear(*p).is_mpo())
             .collect()
     }
-}
-
-/// One projection replaced by MPO cores.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MpoReplacement {
-    /// Where.
-    pub path: LinearPath,
-    /// The MPO shape (row factors split out_features).
-    pub shape: mpo_core::MpoShape,
-    /// Parameters in the cores (the dense weight had `shape.dense_params()`).
-    pub params: usize,
 }
 
 // ------------------------------------------------------------------------------------------------

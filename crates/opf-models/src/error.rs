@@ -19,8 +19,8 @@ pub enum ModelError {
         source: std::io::Error,
     },
 
-    /// A `config.json` is not valid JSON or does not describe a BERT model.
-    #[error("cannot parse BERT config {}: {source}", path.display())]
+    /// A `config.json` is not valid JSON or does not describe the model (BERT, T5).
+    #[error("cannot parse model config {}: {source}", path.display())]
     ConfigParse {
         /// The config file (empty when parsed from a string).
         path: PathBuf,
@@ -43,7 +43,7 @@ pub enum ModelError {
     Mpo(#[from] mpo_core::MpoError),
 
     /// A config parsed but its values are inconsistent or unsupported.
-    #[error("invalid BERT config: {0}")]
+    #[error("invalid model config: {0}")]
     InvalidConfig(String),
 
     /// A safetensors file is malformed, or serialising one failed.

@@ -1,16 +1,20 @@
 //! [`ProjLinear`]: the type of every addressable projection (Q, K, V, attention output, FFN_1,
-//! FFN_2) in the encoder.
+//! FFN_2) of a model, and the OPF operations shared by the models' path-addressed projections
+//! ([`MpoReplacement`]).
 //!
 //! Each projection is `y = x W + b` with `W` stored `(in, out)` as burn's [`Linear`] does, the
 //! transpose of PyTorch's `nn.Linear.weight` `(out, in)`. Accessors give both orientations so that
 //! code following Hugging Face or the OPF paper (which decomposes the `(out, in)` matrix) never
 //! transposes by hand.
 
+use std::fmt;
+
 use burn::module::{Initializer, Param};
 use burn::nn::Linear;
 use burn::prelude::*;
 use mpo_core::{DecomposeOptions, MpoShape, Orientation};
 
+use crate::bert::LinearPath;
 use crate::error::ModelError;
 use crate::mpo_linear::{CoreTraining, MpoLinear};
 
@@ -26,17 +30,19 @@ pub struct ProjLinearConfig {
     /// `initializer_range`).
     #[config(default = 0.02)]
     pub initializer_range: f64,
+    /// Whether the projection has a bias (T5's have none). Default: true.
+    #[config(default = true)]
+    pub bias: bool,
 }
 
 impl ProjLinearConfig {
-    /// A dense projection with `W ~ N(0, initializer_range²)` and `b = 0`.
+    /// A dense projection with `W ~ N(0, initializer_range²)` and `b = 0` (if any).
     pub fn init(&self, device: &Device) -> ProjLinear {
-        ProjLinear::Dense(init_dense(
-            self.d_input,
-            self.d_output,
-            self.initializer_range,
-            device,
-        ))
+        let mut linear = init_dense(self.d_input, self.d_output, self.initializer_range, device);
+        if !self.bias {
+            linear.bias = None;
+        }
+        ProjLinear::Dense(linear)
     }
 }
 
@@ -209,6 +215,83 @@ impl ProjLinear {
             dense => dense,
         }
     }
+}
+
+/// One projection replaced by MPO cores, addressed by the model's path type `P`
+/// ([`LinearPath`] for BERT, [`T5LinearPath`](crate::T5LinearPath) for T5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MpoReplacement<P = LinearPath> {
+    /// Where.
+    pub path: P,
+    /// The MPO shape (row factors split out_features).
+    pub shape: MpoShape,
+    /// Parameters in the cores (the dense weight had `shape.dense_params()`).
+    pub params: usize,
+}
+
+/// Puts `linear` into `slot` and returns the old projection, if both have the same `(out, in)`
+/// shape.
+///
+/// # Errors
+///
+/// [`ModelError::ShapeMismatch`] named `name` if the shapes differ; `slot` is then unchanged.
+pub(crate) fn replace_linear(
+    slot: &mut ProjLinear,
+    name: impl fmt::Display,
+    linear: ProjLinear,
+) -> Result<ProjLinear, ModelError> {
+    let expected = [slot.d_output(), slot.d_input()];
+    let found = [linear.d_output(), linear.d_input()];
+    if expected != found {
+        return Err(ModelError::ShapeMismatch {
+            name: name.to_string(),
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        });
+    }
+    Ok(std::mem::replace(slot, linear))
+}
+
+/// Over-parameterizes the projections of `model` at `paths` (OPF, spec §2.3), `slot` giving the
+/// projection of a path: each dense `(out, in)` weight becomes MPO cores of `preset`'s shape for
+/// its dims, with the bias reused. All shapes are computed before anything changes; already
+/// factored and repeated paths are skipped. Returns one [`MpoReplacement`] per newly factored
+/// path.
+///
+/// # Errors
+///
+/// [`ModelError::Mpo`] if the preset has no shape for a projection's dims.
+pub(crate) fn over_parameterize_paths<M, P>(
+    model: &mut M,
+    slot: impl Fn(&mut M, P) -> &mut ProjLinear,
+    paths: &[P],
+    preset: &mpo_core::Preset,
+    training: CoreTraining,
+) -> Result<Vec<MpoReplacement<P>>, ModelError>
+where
+    P: Copy + PartialEq,
+{
+    let mut todo = Vec::new();
+    for &path in paths {
+        let proj = slot(model, path);
+        if proj.is_mpo() || todo.iter().any(|(p, _)| *p == path) {
+            continue;
+        }
+        todo.push((path, preset.shape(proj.d_output(), proj.d_input())?));
+    }
+    let mut done = Vec::with_capacity(todo.len());
+    for (path, shape) in todo {
+        let proj = slot(model, path);
+        let mpo = proj.clone().over_parameterize(&shape, training)?;
+        let params = mpo.weight_params();
+        *proj = mpo;
+        done.push(MpoReplacement {
+            path,
+            shape,
+            params,
+        });
+    }
+    Ok(done)
 }
 
 #[cfg(test)]
