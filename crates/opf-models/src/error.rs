@@ -19,8 +19,8 @@ pub enum ModelError {
         source: std::io::Error,
     },
 
-    /// A `config.json` is not valid JSON or does not describe a BERT model.
-    #[error("cannot parse BERT config {}: {source}", path.display())]
+    /// A `config.json` is not valid JSON or does not describe a model of the expected type.
+    #[error("cannot parse model config {}: {source}", path.display())]
     ConfigParse {
         /// The config file (empty when parsed from a string).
         path: PathBuf,
@@ -34,7 +34,7 @@ pub enum ModelError {
     Mpo(#[from] mpo_core::MpoError),
 
     /// A config parsed but its values are inconsistent or unsupported.
-    #[error("invalid BERT config: {0}")]
+    #[error("invalid model config: {0}")]
     InvalidConfig(String),
 
     /// A safetensors file is malformed, or serialising one failed.
@@ -86,7 +86,25 @@ pub enum ModelError {
         dtype: String,
     },
 
-    /// A string does not name a projection (see [`crate::LinearPath`]).
+    /// A checkpoint holds two copies of a tensor that the model ties (BART's
+    /// `encoder.embed_tokens` and `shared`), and they differ.
+    #[error("tensor `{name}` differs from `{tied_to}`, which the model ties it to")]
+    UntiedTensor {
+        /// The copy's name in the checkpoint.
+        name: String,
+        /// The loaded tensor it should equal.
+        tied_to: String,
+    },
+
+    /// A batch for BART sequence classification whose rows hold different numbers of `<eos>`
+    /// tokens, or none (`BartForSequenceClassification` reads the decoder state at the last one).
+    #[error("every row needs the same positive number of <eos> tokens, found {counts:?}")]
+    EosTokens {
+        /// The count per row.
+        counts: Vec<usize>,
+    },
+
+    /// A string does not name a projection (see [`crate::LinearPath`], [`crate::BartLinearPath`]).
     #[error("cannot parse linear path `{0}`")]
     ParseLinearPath(String),
 }

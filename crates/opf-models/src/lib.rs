@@ -1,29 +1,42 @@
-//! BERT in burn with Hugging Face checkpoint loading and saving, and addressable projections for
-//! over-parameterized fine-tuning (OPF).
+//! BERT and BART in burn with Hugging Face checkpoint loading and saving, and addressable
+//! projections for over-parameterized fine-tuning (OPF).
 //!
-//! * Module [`bert`]: the model, ported from `transformers` `modeling_bert.py`, and its
-//!   checkpoint layout.
-//! * Module [`linear`]: [`ProjLinear`], the swappable type of the per-layer projections.
-//! * Module [`checkpoint`]: safetensors reading/writing and the [`LoadReport`].
+//! * Module [`bert`]: BERT, ported from `transformers` `modeling_bert.py`, and its checkpoint
+//!   layout; projections addressed by [`LinearPath`].
+//! * Module [`bart`]: BART (encoder-decoder, sequence classification), ported from
+//!   `modeling_bart.py`, and its checkpoint layout; projections addressed by [`BartLinearPath`].
+//! * Module [`linear`]: [`ProjLinear`], the swappable type of the per-layer projections, and the
+//!   OPF operations shared by the models ([`MpoReplacement`]).
+//! * Module [`checkpoint`]: safetensors reading/writing, the layout tables and the
+//!   [`LoadReport`].
 //! * Module [`error`]: [`ModelError`].
 #![warn(missing_docs)]
 
+pub mod bart;
 pub mod bert;
 pub mod checkpoint;
 pub mod error;
 pub mod linear;
 pub mod mpo_linear;
 
+pub use bart::{
+    BartAttention, BartAttentionConfig, BartClassificationHead, BartClassificationHeadConfig,
+    BartConfig, BartDecoder, BartDecoderLayer, BartEncoder, BartEncoderLayer,
+    BartForSequenceClassification, BartForSequenceClassificationConfig, BartLayerConfig,
+    BartLearnedPositionalEmbedding, BartLearnedPositionalEmbeddingConfig, BartLinearKind,
+    BartLinearPath, BartModel, BartModelConfig, BartModelOutput, BartStack, BartStackConfig,
+    POSITION_OFFSET, causal_attention_mask, last_eos_positions, shift_tokens_right,
+};
 pub use bert::{
     BertAttention, BertAttentionConfig, BertConfig, BertEmbeddings, BertEmbeddingsConfig,
     BertEncoder, BertEncoderConfig, BertForSequenceClassification,
     BertForSequenceClassificationConfig, BertIntermediate, BertIntermediateConfig, BertLayer,
     BertLayerConfig, BertModel, BertModelConfig, BertModelOutput, BertOutput, BertOutputConfig,
     BertPooler, BertPoolerConfig, BertSelfAttention, BertSelfAttentionConfig, BertSelfOutput,
-    BertSelfOutputConfig, HiddenAct, Labels, LinearKind, LinearPath, MpoReplacement, ProblemType,
+    BertSelfOutputConfig, HiddenAct, Labels, LinearKind, LinearPath, ProblemType,
     extended_attention_mask,
 };
 pub use checkpoint::LoadReport;
 pub use error::ModelError;
-pub use linear::{ProjLinear, ProjLinearConfig};
+pub use linear::{MpoReplacement, ProjLinear, ProjLinearConfig};
 pub use mpo_linear::{CoreTraining, ForwardMode, MpoLinear};

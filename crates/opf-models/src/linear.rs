@@ -1,10 +1,13 @@
 //! [`ProjLinear`]: the type of every addressable projection (Q, K, V, attention output, FFN_1,
-//! FFN_2) in the encoder.
+//! FFN_2) of a model, and the OPF operations shared by the models that address them by path
+//! ([`MpoReplacement`]; `over_parameterize`, `merge_mpo`, `set_linear` on each model).
 //!
 //! Each projection is `y = x W + b` with `W` stored `(in, out)` as burn's [`Linear`] does, the
 //! transpose of PyTorch's `nn.Linear.weight` `(out, in)`. Accessors give both orientations so that
 //! code following Hugging Face or the OPF paper (which decomposes the `(out, in)` matrix) never
 //! transposes by hand.
+
+use std::fmt;
 
 use burn::module::{Initializer, Param};
 use burn::nn::Linear;
@@ -209,6 +212,103 @@ impl ProjLinear {
             dense => dense,
         }
     }
+}
+
+/// One projection replaced by MPO cores. `P` is the model's path type ([`crate::LinearPath`]
+/// for BERT, [`crate::BartLinearPath`] for BART).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MpoReplacement<P = crate::LinearPath> {
+    /// Where.
+    pub path: P,
+    /// The MPO shape (row factors split out_features).
+    pub shape: mpo_core::MpoShape,
+    /// Parameters in the cores (the dense weight had `shape.dense_params()`).
+    pub params: usize,
+}
+
+/// A model whose projections are [`ProjLinear`]s addressed by a path type; the models' public
+/// `linear_paths` / `set_linear` / `over_parameterize` / `merge_mpo` / `mpo_paths` delegate to
+/// the functions below.
+pub(crate) trait LinearSlots {
+    /// The address of one projection.
+    type Path: Copy + Eq + fmt::Display;
+    /// Every path, in `named_parameters()` order.
+    fn slot_paths(&self) -> Vec<Self::Path>;
+    /// The projection at `path` (panics on a path outside the model).
+    fn slot(&self, path: Self::Path) -> &ProjLinear;
+    /// The projection at `path`, mutably (panics on a path outside the model).
+    fn slot_mut(&mut self, path: Self::Path) -> &mut ProjLinear;
+}
+
+/// Replaces the projection at `path` by `linear` if their `(out, in)` shapes agree, returning the
+/// old one; otherwise [`ModelError::ShapeMismatch`] named by the path, model unchanged.
+pub(crate) fn set_linear<M: LinearSlots>(
+    model: &mut M,
+    path: M::Path,
+    linear: ProjLinear,
+) -> Result<ProjLinear, ModelError> {
+    let slot = model.slot_mut(path);
+    let expected = [slot.d_output(), slot.d_input()];
+    let found = [linear.d_output(), linear.d_input()];
+    if expected != found {
+        return Err(ModelError::ShapeMismatch {
+            name: path.to_string(),
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        });
+    }
+    Ok(std::mem::replace(slot, linear))
+}
+
+/// Over-parameterizes the dense projections at `paths` with `preset`'s shapes (OPF, spec §2.3),
+/// checking every shape before changing anything; already factored and repeated paths are
+/// skipped. One [`MpoReplacement`] per newly factored path.
+pub(crate) fn over_parameterize<M: LinearSlots>(
+    model: &mut M,
+    paths: &[M::Path],
+    preset: &mpo_core::Preset,
+    training: CoreTraining,
+) -> Result<Vec<MpoReplacement<M::Path>>, ModelError> {
+    let mut todo = Vec::new();
+    for &path in paths {
+        let proj = model.slot(path);
+        if proj.is_mpo() || todo.iter().any(|(p, _)| *p == path) {
+            continue;
+        }
+        todo.push((path, preset.shape(proj.d_output(), proj.d_input())?));
+    }
+    let mut done = Vec::with_capacity(todo.len());
+    for (path, shape) in todo {
+        let mpo = model
+            .slot(path)
+            .clone()
+            .over_parameterize(&shape, training)?;
+        let params = mpo.weight_params();
+        set_linear(model, path, mpo)?;
+        done.push(MpoReplacement {
+            path,
+            shape,
+            params,
+        });
+    }
+    Ok(done)
+}
+
+/// Contracts every MPO projection back into a dense one (spec §2.5).
+pub(crate) fn merge_mpo<M: LinearSlots>(model: &mut M) {
+    for path in mpo_paths(model) {
+        let slot = model.slot_mut(path);
+        *slot = slot.clone().merge();
+    }
+}
+
+/// Paths of the MPO-factored projections, in [`LinearSlots::slot_paths`] order.
+pub(crate) fn mpo_paths<M: LinearSlots>(model: &M) -> Vec<M::Path> {
+    model
+        .slot_paths()
+        .into_iter()
+        .filter(|p| model.slot(*p).is_mpo())
+        .collect()
 }
 
 #[cfg(test)]
