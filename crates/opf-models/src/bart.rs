@@ -1589,7 +1589,7 @@ impl BartForSequenceClassification {
         self.config.num_labels()
     }
 
-    #[doc = concat!("Classification logits (or the regression score when `num_labels == 1`) from the decoder state at each row's last `<eos>` ([HF](", hf_bart!("1026"), ")).")]
+    #[doc = concat!("Classification logits (or the regression score when `num_labels == 1`) from the decoder state at each row's last `<eos>` ([HF](", hf_bart!("1025"), ")).")]
     ///
     /// # Shapes
     ///
@@ -1749,7 +1749,7 @@ const PROBE_KEYS: &[&str] = &[
 ];
 
 /// Checkpoint tensors that no module uses and that are safe to ignore: fairseq's version
-/// buffers (`_keys_to_ignore_on_load_unexpected`, `modeling_bart.py:422`) and the
+/// buffers (`_keys_to_ignore_on_load_unexpected`, `modeling_bart.py:423`) and the
 /// language-modelling head of `BartForConditionalGeneration`.
 fn is_ignorable(name: &str, prefix: &str) -> bool {
     let base = name.strip_prefix(prefix);

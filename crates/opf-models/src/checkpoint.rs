@@ -2,7 +2,7 @@
 //! layout-table machinery shared by the models.
 //!
 //! This module knows no model: tensor names come from the model files, each of which lists its
-//! modules as [`HfEntry`] rows (its "checkpoint layout"); [`load_layout`] and [`layout_tensors`]
+//! modules as `HfEntry` rows (its "checkpoint layout"); `load_layout` and `layout_tensors`
 //! read and write any such table. Floating-point tensors stored as `f16`, `bf16` or `f64` are
 //! converted to `f32` on reading.
 
