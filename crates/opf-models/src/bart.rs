@@ -467,6 +467,8 @@ pub fn causal_attention_mask(seq: usize, device: &Device) -> Tensor<4> {
 
 #[doc = concat!("For each row of `input_ids`, the position of its last `eos_token_id`: the token whose decoder state [`BartForSequenceClassification`] classifies ([HF](", hf_bart!("1038"), ")).")]
 ///
+/// The ids are read back to the host (one sync per batch, as Hugging Face's check does).
+///
 /// # Errors
 ///
 /// [`ModelError::EosTokens`] if the rows hold different numbers of `<eos>` tokens, or none, as
