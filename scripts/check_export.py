@@ -4,9 +4,10 @@
 Usage: check_export.py DIR [--tolerance 1e-4]
 
 DIR is a directory written by opf's `save_pretrained` (config.json + model.safetensors), plus
-`opf_inputs.json` ({"input_ids", "token_type_ids", "attention_mask"}: [batch][seq] ints) and
-`opf_logits.json` ({"shape": [batch, labels], "data": flat row-major floats}) as written by the
-export tests in crates/opf-models/tests/opf.rs (run them with OPF_EXPORT_DIR set to keep the
+`opf_inputs.json` ({"input_ids", "attention_mask"} and, for BERT, "token_type_ids": [batch][seq]
+ints) and `opf_logits.json` ({"shape": [batch, labels], "data": flat row-major floats}) as
+written by the export tests in crates/opf-models/tests/opf.rs (BERT) and
+crates/opf-models/tests/parity_bart.rs (BART; run them with OPF_EXPORT_DIR set to keep the
 files). The script loads DIR with `AutoModelForSequenceClassification`, runs the batch in eval
 mode (float32, eager attention) and compares with opf's logits:
 
@@ -50,6 +51,7 @@ def main() -> int:
     batch = {
         name: torch.tensor(inputs[name], dtype=torch.long)
         for name in ("input_ids", "token_type_ids", "attention_mask")
+        if name in inputs
     }
     with torch.no_grad():
         logits = model(**batch).logits.double()

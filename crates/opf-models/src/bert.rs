@@ -36,7 +36,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use burn::module::{Initializer, Param};
+use burn::module::Initializer;
 use burn::nn::loss::{CrossEntropyLoss, MseLoss, Reduction};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
@@ -46,11 +46,11 @@ use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
-use crate::checkpoint::{self, Checkpoint, LoadReport, param_paths, write_safetensors};
-use crate::linear::{
-    MpoReplacement, ProjLinear, ProjLinearConfig, dense_from_hf, init_dense,
-    over_parameterize_paths, replace_linear,
+use crate::checkpoint::{
+    self, Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, param_paths,
+    write_safetensors,
 };
+use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 use crate::mpo_linear::MpoLinear;
 
 // ------------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ pub struct BertConfig {
 
 /// Reads `id2label`, whose JSON keys are decimal strings. (`serde_json` parses such keys into
 /// integers itself, but not through the buffering that `#[serde(flatten)]` imposes.)
-fn deserialize_id2label<'de, D>(
+pub(crate) fn deserialize_id2label<'de, D>(
     deserializer: D,
 ) -> Result<Option<BTreeMap<usize, String>>, D::Error>
 where
@@ -1227,16 +1227,7 @@ impl BertModel {
         path: LinearPath,
         linear: ProjLinear,
     ) -> Result<ProjLinear, ModelError> {
-        replace_linear(self.linear_mut(path), path, linear)
-    }
-
-    /// The projection at `path`, mutably.
-    fn linear_mut(&mut self, path: LinearPath) -> &mut ProjLinear {
-        self.encoder.layers[path.layer]
-            .linears_mut()
-            .into_iter()
-            .find_map(|(kind, slot)| (kind == path.kind).then_some(slot))
-            .expect("a layer has every kind of projection")
+        linear::set_linear(self, path, linear)
     }
 
     /// Over-parameterizes the projections at `paths` (OPF, spec §2.3): each dense `(out, in)`
@@ -1257,27 +1248,38 @@ impl BertModel {
         preset: &mpo_core::Preset,
         training: crate::CoreTraining,
     ) -> Result<Vec<MpoReplacement>, ModelError> {
-        over_parameterize_paths(self, Self::linear_mut, paths, preset, training)
+        linear::over_parameterize(self, paths, preset, training)
     }
 
     /// Contracts every MPO projection back into a dense one (spec §2.5): the result has the
     /// original architecture and parameter count.
     pub fn merge_mpo(&mut self) {
-        for path in self.linear_paths() {
-            if self.linear(path).is_mpo() {
-                let merged = self.linear(path).clone().merge();
-                self.set_linear(path, merged)
-                    .expect("merging keeps the (out, in) shape");
-            }
-        }
+        linear::merge_mpo(self);
     }
 
     /// Paths of the MPO-factored projections.
     pub fn mpo_paths(&self) -> Vec<LinearPath> {
+        linear::mpo_paths(self)
+    }
+}
+
+impl LinearSlots for BertModel {
+    type Path = LinearPath;
+
+    fn slot_paths(&self) -> Vec<LinearPath> {
         self.linear_paths()
+    }
+
+    fn slot(&self, path: LinearPath) -> &ProjLinear {
+        self.linear(path)
+    }
+
+    fn slot_mut(&mut self, path: LinearPath) -> &mut ProjLinear {
+        self.encoder.layers[path.layer]
+            .linears_mut()
             .into_iter()
-            .filter(|p| self.linear(*p).is_mpo())
-            .collect()
+            .find_map(|(kind, slot)| (kind == path.kind).then_some(slot))
+            .expect("a layer has every kind of projection")
     }
 }
 
@@ -1426,24 +1428,7 @@ impl BertForSequenceClassification {
     /// Panics if the label kind does not match the problem type ([`Labels::Scores`] needs
     /// `num_labels == 1`, [`Labels::Classes`] more) or the shapes disagree.
     pub fn loss(&self, logits: Tensor<2>, labels: Labels) -> Tensor<1> {
-        let [batch, num_labels] = logits.dims();
-        match (self.config.problem_type(), labels) {
-            (ProblemType::SingleLabelClassification, Labels::Classes(classes)) => {
-                assert_shape!(classes, [batch]);
-                CrossEntropyLoss::new(None, &logits.device()).forward(logits, classes)
-            }
-            (ProblemType::Regression, Labels::Scores(scores)) => {
-                assert_shape!(scores, [batch]);
-                MseLoss::new().forward(logits.reshape([batch]), scores, Reduction::Mean)
-            }
-            (problem, labels) => panic!(
-                "labels {} do not fit problem type {problem:?} with {num_labels} labels",
-                match labels {
-                    Labels::Classes(_) => "Classes",
-                    Labels::Scores(_) => "Scores",
-                }
-            ),
-        }
+        sequence_classification_loss(self.config.problem_type(), logits, labels)
     }
 
     /// Loads a Hugging Face checkpoint.
@@ -1554,18 +1539,7 @@ impl BertForSequenceClassification {
     pub fn hf_tensors(&self) -> Vec<(String, TensorData)> {
         // The layout table hands out `&mut`; a clone shares the tensors, so this copies nothing.
         let mut model = self.clone();
-        model
-            .hf_modules_mut()
-            .into_iter()
-            .flat_map(|entry| {
-                let name = entry.saved_name();
-                entry
-                    .module
-                    .tensors()
-                    .into_iter()
-                    .map(move |(suffix, data)| (format!("{name}.{suffix}"), data))
-            })
-            .collect()
+        layout_tensors(model.hf_modules_mut(), BASE_PREFIX)
     }
 
     /// Writes [`hf_tensors`](Self::hf_tensors) to a safetensors file.
@@ -1592,6 +1566,38 @@ impl BertForSequenceClassification {
     }
 }
 
+/// The mean loss of sequence-classification `logits` against `labels` for `problem`, as the Hugging
+/// Face `*ForSequenceClassification.forward`s compute it: cross-entropy for classes, mean squared
+/// error of the single output for scores.
+///
+/// # Panics
+///
+/// Panics if the label kind does not match the problem type or the shapes disagree.
+pub(crate) fn sequence_classification_loss(
+    problem: ProblemType,
+    logits: Tensor<2>,
+    labels: Labels,
+) -> Tensor<1> {
+    let [batch, num_labels] = logits.dims();
+    match (problem, labels) {
+        (ProblemType::SingleLabelClassification, Labels::Classes(classes)) => {
+            assert_shape!(classes, [batch]);
+            CrossEntropyLoss::new(None, &logits.device()).forward(logits, classes)
+        }
+        (ProblemType::Regression, Labels::Scores(scores)) => {
+            assert_shape!(scores, [batch]);
+            MseLoss::new().forward(logits.reshape([batch]), scores, Reduction::Mean)
+        }
+        (problem, labels) => panic!(
+            "labels {} do not fit problem type {problem:?} with {num_labels} labels",
+            match labels {
+                Labels::Classes(_) => "Classes",
+                Labels::Scores(_) => "Scores",
+            }
+        ),
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Checkpoint layout: the only place where Hugging Face tensor names appear
 // ------------------------------------------------------------------------------------------------
@@ -1611,43 +1617,12 @@ fn is_ignorable(name: &str, prefix: &str) -> bool {
     name.strip_prefix(prefix) == Some("embeddings.position_ids") || name.starts_with("cls.")
 }
 
-/// A module that owns checkpoint tensors.
-enum HfModule<'a> {
-    Proj(&'a mut ProjLinear),
-    Linear(&'a mut Linear),
-    Embedding(&'a mut Embedding),
-    LayerNorm(&'a mut LayerNorm),
-}
-
-/// One row of the layout table.
-struct HfEntry<'a> {
-    /// Module name, relative to the encoder for `in_base` rows.
-    name: String,
-    /// Whether the name sits under the `bert.` prefix.
-    in_base: bool,
-    /// Whether a checkpoint may lack the whole module (it is then freshly initialised).
-    optional: bool,
-    module: HfModule<'a>,
-}
-
-impl HfEntry<'_> {
-    /// The name in the saved (`BertForSequenceClassification`) layout.
-    fn saved_name(&self) -> String {
-        match self.in_base {
-            true => format!("{BASE_PREFIX}{}", self.name),
-            false => self.name.clone(),
-        }
-    }
-}
-
 impl BertModel {
     /// The layout table of the encoder, in `named_parameters()` order.
     fn hf_modules_mut(&mut self) -> Vec<HfEntry<'_>> {
-        let row = |name: String, optional, module| HfEntry {
-            name,
-            in_base: true,
-            optional,
-            module,
+        let row = |name: String, optional, module| match optional {
+            true => HfEntry::base(name, module).optional(),
+            false => HfEntry::base(name, module),
         };
         let BertModel {
             embeddings,
@@ -1730,12 +1705,10 @@ impl BertForSequenceClassification {
     /// The layout table of the whole model, in `named_parameters()` order.
     fn hf_modules_mut(&mut self) -> Vec<HfEntry<'_>> {
         let mut rows = self.bert.hf_modules_mut();
-        rows.push(HfEntry {
-            name: "classifier".into(),
-            in_base: false,
-            optional: true,
-            module: HfModule::Linear(&mut self.classifier),
-        });
+        rows.push(HfEntry::head(
+            "classifier",
+            HfModule::Linear(&mut self.classifier),
+        ));
         rows
     }
 
@@ -1745,154 +1718,14 @@ impl BertForSequenceClassification {
         checkpoint: &Checkpoint,
         device: &Device,
     ) -> Result<LoadReport, ModelError> {
-        let prefix = match checkpoint.shape(&format!("{BASE_PREFIX}{PROBE_KEY}")) {
-            Some(_) => BASE_PREFIX,
-            None => "",
-        };
-        let mut report = LoadReport {
-            path: checkpoint.path().to_path_buf(),
-            prefix: prefix.to_string(),
-            ..LoadReport::default()
-        };
-        for entry in self.hf_modules_mut() {
-            let key_prefix = if entry.in_base { prefix } else { "" };
-            let module_key = format!("{key_prefix}{}", entry.name);
-            // Each tensor: (checkpoint key if present, expected HF shape).
-            let wanted: Vec<(Option<String>, String, Vec<usize>)> = entry
-                .module
-                .expected()
-                .into_iter()
-                .map(|(suffixes, shape)| {
-                    let key = suffixes
-                        .iter()
-                        .map(|s| format!("{module_key}.{s}"))
-                        .find(|k| checkpoint.shape(k).is_some());
-                    (key, format!("{module_key}.{}", suffixes[0]), shape)
-                })
-                .collect();
-            if entry.optional && wanted.iter().all(|(key, ..)| key.is_none()) {
-                let saved = entry.saved_name();
-                report.initialized.extend(
-                    entry
-                        .module
-                        .expected()
-                        .into_iter()
-                        .map(|(suffixes, _)| format!("{saved}.{}", suffixes[0])),
-                );
-                continue;
-            }
-            let mut tensors = Vec::with_capacity(wanted.len());
-            for (key, canonical, shape) in wanted {
-                let key = key.ok_or_else(|| ModelError::MissingTensor {
-                    path: checkpoint.path().to_path_buf(),
-                    name: canonical,
-                })?;
-                let found = checkpoint.shape(&key).unwrap_or_default();
-                if found != shape.as_slice() {
-                    return Err(ModelError::ShapeMismatch {
-                        name: key,
-                        expected: shape,
-                        found: found.to_vec(),
-                    });
-                }
-                let (data, upcast) = checkpoint.read_f32(&key)?;
-                if upcast {
-                    report.upcast.push(key.clone());
-                }
-                report.loaded.push(key);
-                tensors.push(data);
-            }
-            entry.module.assign(tensors, device);
-        }
-        for name in checkpoint.names() {
-            if report.loaded.iter().any(|l| l == name) {
-                continue;
-            }
-            if !is_ignorable(name, prefix) {
-                return Err(ModelError::UnexpectedTensor {
-                    path: checkpoint.path().to_path_buf(),
-                    name: name.to_string(),
-                });
-            }
-            report.unused.push(name.to_string());
-        }
-        Ok(report)
-    }
-}
-
-impl HfModule<'_> {
-    /// The module's tensors: accepted name suffixes (first = the one written) and HF shape.
-    fn expected(&self) -> Vec<(&'static [&'static str], Vec<usize>)> {
-        const WEIGHT: &[&str] = &["weight"];
-        const BIAS: &[&str] = &["bias"];
-        const GAMMA: &[&str] = &["weight", "gamma"];
-        const BETA: &[&str] = &["bias", "beta"];
-        match self {
-            HfModule::Proj(p) => vec![
-                (WEIGHT, vec![p.d_output(), p.d_input()]),
-                (BIAS, vec![p.d_output()]),
-            ],
-            HfModule::Linear(l) => {
-                let [d_in, d_out] = l.weight.lazy_shape().dims();
-                vec![(WEIGHT, vec![d_out, d_in]), (BIAS, vec![d_out])]
-            }
-            HfModule::Embedding(e) => vec![(WEIGHT, e.weight.lazy_shape().to_vec())],
-            HfModule::LayerNorm(n) => {
-                let [d] = n.gamma.lazy_shape().dims();
-                vec![(GAMMA, vec![d]), (BETA, vec![d])]
-            }
-        }
-    }
-
-    /// Replaces the module's tensors by `tensors`, in [`expected`](Self::expected) order.
-    fn assign(self, tensors: Vec<TensorData>, device: &Device) {
-        let mut it = tensors.into_iter();
-        let mut next = || it.next().expect("one tensor per expected entry");
-        match self {
-            HfModule::Proj(p) => {
-                *p = ProjLinear::Dense(dense_from_hf(
-                    Tensor::from_data(next(), device),
-                    Some(Tensor::from_data(next(), device)),
-                ));
-            }
-            HfModule::Linear(l) => {
-                *l = dense_from_hf(
-                    Tensor::from_data(next(), device),
-                    Some(Tensor::from_data(next(), device)),
-                );
-            }
-            HfModule::Embedding(e) => {
-                e.weight = Param::from_tensor(Tensor::from_data(next(), device))
-            }
-            HfModule::LayerNorm(n) => {
-                n.gamma = Param::from_tensor(Tensor::from_data(next(), device));
-                n.beta = Some(Param::from_tensor(Tensor::from_data(next(), device)));
-            }
-        }
-    }
-
-    /// The module's tensors as `(first suffix, f32 data)`, weights `(out, in)`.
-    fn tensors(&self) -> Vec<(&'static str, TensorData)> {
-        let data = |t: Tensor<2>| t.into_data().convert::<f32>();
-        let data1 = |t: Tensor<1>| t.into_data().convert::<f32>();
-        match self {
-            HfModule::Proj(p) => {
-                let mut out = vec![("weight", data(p.weight_out_in()))];
-                out.extend(p.bias().map(|b| ("bias", data1(b))));
-                out
-            }
-            HfModule::Linear(l) => {
-                let mut out = vec![("weight", data(l.weight.val().transpose()))];
-                out.extend(l.bias.as_ref().map(|b| ("bias", data1(b.val()))));
-                out
-            }
-            HfModule::Embedding(e) => vec![("weight", data(e.weight.val()))],
-            HfModule::LayerNorm(n) => {
-                let mut out = vec![("weight", data1(n.gamma.val()))];
-                out.extend(n.beta.as_ref().map(|b| ("bias", data1(b.val()))));
-                out
-            }
-        }
+        load_layout(
+            checkpoint,
+            self.hf_modules_mut(),
+            BASE_PREFIX,
+            &[PROBE_KEY],
+            is_ignorable,
+            device,
+        )
     }
 }
 

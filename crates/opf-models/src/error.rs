@@ -19,7 +19,7 @@ pub enum ModelError {
         source: std::io::Error,
     },
 
-    /// A `config.json` is not valid JSON or does not describe the model (BERT, T5).
+    /// A `config.json` is not valid JSON or does not describe a model of the expected type.
     #[error("cannot parse model config {}: {source}", path.display())]
     ConfigParse {
         /// The config file (empty when parsed from a string).
@@ -95,7 +95,25 @@ pub enum ModelError {
         dtype: String,
     },
 
-    /// A string does not name a projection (see [`crate::LinearPath`]).
+    /// A checkpoint holds two copies of a tensor that the model ties (BART's
+    /// `encoder.embed_tokens` and `shared`), and they differ.
+    #[error("tensor `{name}` differs from `{tied_to}`, which the model ties it to")]
+    UntiedTensor {
+        /// The copy's name in the checkpoint.
+        name: String,
+        /// The loaded tensor it should equal.
+        tied_to: String,
+    },
+
+    /// A batch for BART sequence classification whose rows hold different numbers of `<eos>`
+    /// tokens, or none (`BartForSequenceClassification` reads the decoder state at the last one).
+    #[error("every row needs the same positive number of <eos> tokens, found {counts:?}")]
+    EosTokens {
+        /// The count per row.
+        counts: Vec<usize>,
+    },
+
+    /// A string does not name a projection (see [`crate::LinearPath`], [`crate::BartLinearPath`]).
     #[error("cannot parse linear path `{0}`")]
     ParseLinearPath(String),
 }

@@ -1,16 +1,20 @@
-//! BERT and T5 in burn with Hugging Face checkpoint loading and saving, and addressable
+//! BERT, BART and T5 in burn with Hugging Face checkpoint loading and saving, and addressable
 //! projections for over-parameterized fine-tuning (OPF).
 //!
-//! * Module [`bert`]: the model, ported from `transformers` `modeling_bert.py`, and its
-//!   checkpoint layout.
+//! * Module [`bert`]: BERT, ported from `transformers` `modeling_bert.py`, and its checkpoint
+//!   layout; projections addressed by [`LinearPath`].
+//! * Module [`bart`]: BART (encoder-decoder, sequence classification), ported from
+//!   `modeling_bart.py`, and its checkpoint layout; projections addressed by [`BartLinearPath`].
 //! * Module [`t5`]: T5 (v1.0 and v1.1) with its language-model head and greedy generation,
 //!   ported from `modeling_t5.py`, and its checkpoint layout.
-//! * Module [`linear`]: [`ProjLinear`], the swappable type of the per-layer projections, and
-//!   [`MpoReplacement`].
-//! * Module [`checkpoint`]: safetensors reading/writing and the [`LoadReport`].
+//! * Module [`linear`]: [`ProjLinear`], the swappable type of the per-layer projections, and the
+//!   OPF operations shared by the models ([`MpoReplacement`]).
+//! * Module [`checkpoint`]: safetensors reading/writing, the layout tables and the
+//!   [`LoadReport`].
 //! * Module [`error`]: [`ModelError`].
 #![warn(missing_docs)]
 
+pub mod bart;
 pub mod bert;
 pub mod checkpoint;
 pub mod error;
@@ -18,6 +22,14 @@ pub mod linear;
 pub mod mpo_linear;
 pub mod t5;
 
+pub use bart::{
+    BartAttention, BartAttentionConfig, BartClassificationHead, BartClassificationHeadConfig,
+    BartConfig, BartDecoder, BartDecoderLayer, BartEncoder, BartEncoderLayer,
+    BartForSequenceClassification, BartForSequenceClassificationConfig, BartLayerConfig,
+    BartLearnedPositionalEmbedding, BartLearnedPositionalEmbeddingConfig, BartLinearKind,
+    BartLinearPath, BartModel, BartModelConfig, BartModelOutput, BartStack, BartStackConfig,
+    POSITION_OFFSET, causal_attention_mask, last_eos_positions, shift_tokens_right,
+};
 pub use bert::{
     BertAttention, BertAttentionConfig, BertConfig, BertEmbeddings, BertEmbeddingsConfig,
     BertEncoder, BertEncoderConfig, BertForSequenceClassification,

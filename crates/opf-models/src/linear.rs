@@ -1,6 +1,6 @@
 //! [`ProjLinear`]: the type of every addressable projection (Q, K, V, attention output, FFN_1,
-//! FFN_2) of a model, and the OPF operations shared by the models' path-addressed projections
-//! ([`MpoReplacement`]).
+//! FFN_2) of a model, and the OPF operations shared by the models that address them by path
+//! ([`MpoReplacement`]; `over_parameterize`, `merge_mpo`, `set_linear` on each model).
 //!
 //! Each projection is `y = x W + b` with `W` stored `(in, out)` as burn's [`Linear`] does, the
 //! transpose of PyTorch's `nn.Linear.weight` `(out, in)`. Accessors give both orientations so that
@@ -14,7 +14,6 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use mpo_core::{DecomposeOptions, MpoShape, Orientation};
 
-use crate::bert::LinearPath;
 use crate::error::ModelError;
 use crate::mpo_linear::{CoreTraining, MpoLinear};
 
@@ -217,34 +216,45 @@ impl ProjLinear {
     }
 }
 
-/// One projection replaced by MPO cores, addressed by the model's path type `P`
-/// ([`LinearPath`] for BERT, [`T5LinearPath`](crate::T5LinearPath) for T5).
+/// One projection replaced by MPO cores. `P` is the model's path type ([`crate::LinearPath`]
+/// for BERT, [`crate::BartLinearPath`] for BART, [`crate::T5LinearPath`] for T5).
 #[derive(Debug, Clone, PartialEq)]
-pub struct MpoReplacement<P = LinearPath> {
+pub struct MpoReplacement<P = crate::LinearPath> {
     /// Where.
     pub path: P,
     /// The MPO shape (row factors split out_features).
-    pub shape: MpoShape,
+    pub shape: mpo_core::MpoShape,
     /// Parameters in the cores (the dense weight had `shape.dense_params()`).
     pub params: usize,
 }
 
-/// Puts `linear` into `slot` and returns the old projection, if both have the same `(out, in)`
-/// shape.
-///
-/// # Errors
-///
-/// [`ModelError::ShapeMismatch`] named `name` if the shapes differ; `slot` is then unchanged.
-pub(crate) fn replace_linear(
-    slot: &mut ProjLinear,
-    name: impl fmt::Display,
+/// A model whose projections are [`ProjLinear`]s addressed by a path type; the models' public
+/// `linear_paths` / `set_linear` / `over_parameterize` / `merge_mpo` / `mpo_paths` delegate to
+/// the functions below.
+pub(crate) trait LinearSlots {
+    /// The address of one projection.
+    type Path: Copy + Eq + fmt::Display;
+    /// Every path, in `named_parameters()` order.
+    fn slot_paths(&self) -> Vec<Self::Path>;
+    /// The projection at `path` (panics on a path outside the model).
+    fn slot(&self, path: Self::Path) -> &ProjLinear;
+    /// The projection at `path`, mutably (panics on a path outside the model).
+    fn slot_mut(&mut self, path: Self::Path) -> &mut ProjLinear;
+}
+
+/// Replaces the projection at `path` by `linear` if their `(out, in)` shapes agree, returning the
+/// old one; otherwise [`ModelError::ShapeMismatch`] named by the path, model unchanged.
+pub(crate) fn set_linear<M: LinearSlots>(
+    model: &mut M,
+    path: M::Path,
     linear: ProjLinear,
 ) -> Result<ProjLinear, ModelError> {
+    let slot = model.slot_mut(path);
     let expected = [slot.d_output(), slot.d_input()];
     let found = [linear.d_output(), linear.d_input()];
     if expected != found {
         return Err(ModelError::ShapeMismatch {
-            name: name.to_string(),
+            name: path.to_string(),
             expected: expected.to_vec(),
             found: found.to_vec(),
         });
@@ -252,28 +262,18 @@ pub(crate) fn replace_linear(
     Ok(std::mem::replace(slot, linear))
 }
 
-/// Over-parameterizes the projections of `model` at `paths` (OPF, spec §2.3), `slot` giving the
-/// projection of a path: each dense `(out, in)` weight becomes MPO cores of `preset`'s shape for
-/// its dims, with the bias reused. All shapes are computed before anything changes; already
-/// factored and repeated paths are skipped. Returns one [`MpoReplacement`] per newly factored
-/// path.
-///
-/// # Errors
-///
-/// [`ModelError::Mpo`] if the preset has no shape for a projection's dims.
-pub(crate) fn over_parameterize_paths<M, P>(
+/// Over-parameterizes the dense projections at `paths` with `preset`'s shapes (OPF, spec §2.3),
+/// checking every shape before changing anything; already factored and repeated paths are
+/// skipped. One [`MpoReplacement`] per newly factored path.
+pub(crate) fn over_parameterize<M: LinearSlots>(
     model: &mut M,
-    slot: impl Fn(&mut M, P) -> &mut ProjLinear,
-    paths: &[P],
+    paths: &[M::Path],
     preset: &mpo_core::Preset,
     training: CoreTraining,
-) -> Result<Vec<MpoReplacement<P>>, ModelError>
-where
-    P: Copy + PartialEq,
-{
+) -> Result<Vec<MpoReplacement<M::Path>>, ModelError> {
     let mut todo = Vec::new();
     for &path in paths {
-        let proj = slot(model, path);
+        let proj = model.slot(path);
         if proj.is_mpo() || todo.iter().any(|(p, _)| *p == path) {
             continue;
         }
@@ -281,10 +281,12 @@ where
     }
     let mut done = Vec::with_capacity(todo.len());
     for (path, shape) in todo {
-        let proj = slot(model, path);
-        let mpo = proj.clone().over_parameterize(&shape, training)?;
+        let mpo = model
+            .slot(path)
+            .clone()
+            .over_parameterize(&shape, training)?;
         let params = mpo.weight_params();
-        *proj = mpo;
+        set_linear(model, path, mpo)?;
         done.push(MpoReplacement {
             path,
             shape,
@@ -292,6 +294,23 @@ where
         });
     }
     Ok(done)
+}
+
+/// Contracts every MPO projection back into a dense one (spec §2.5).
+pub(crate) fn merge_mpo<M: LinearSlots>(model: &mut M) {
+    for path in mpo_paths(model) {
+        let slot = model.slot_mut(path);
+        *slot = slot.clone().merge();
+    }
+}
+
+/// Paths of the MPO-factored projections, in [`LinearSlots::slot_paths`] order.
+pub(crate) fn mpo_paths<M: LinearSlots>(model: &M) -> Vec<M::Path> {
+    model
+        .slot_paths()
+        .into_iter()
+        .filter(|p| model.slot(*p).is_mpo())
+        .collect()
 }
 
 #[cfg(test)]

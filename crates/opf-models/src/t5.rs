@@ -46,8 +46,7 @@ use crate::ModelError;
 use crate::bert::{HiddenAct, extended_attention_mask};
 use crate::checkpoint::{Checkpoint, LoadReport, write_safetensors};
 use crate::linear::{
-    MpoReplacement, ProjLinear, ProjLinearConfig, dense_from_hf, over_parameterize_paths,
-    replace_linear,
+    self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, dense_from_hf,
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -1482,11 +1481,6 @@ impl T5ForConditionalGeneration {
         select_linear!(self, path)
     }
 
-    /// The projection at `path`, mutably; panics as [`linear`](Self::linear).
-    fn linear_mut(&mut self, path: T5LinearPath) -> &mut ProjLinear {
-        select_linear!(self, path, mut)
-    }
-
     /// Replaces the projection at `path`, returning the old one.
     ///
     /// # Errors
@@ -1502,7 +1496,7 @@ impl T5ForConditionalGeneration {
         path: T5LinearPath,
         linear: ProjLinear,
     ) -> Result<ProjLinear, ModelError> {
-        replace_linear(self.linear_mut(path), path, linear)
+        linear::set_linear(self, path, linear)
     }
 
     /// Over-parameterizes the projections at `paths` (OPF, spec §2.3): each dense `(out, in)`
@@ -1523,24 +1517,18 @@ impl T5ForConditionalGeneration {
         preset: &mpo_core::Preset,
         training: crate::CoreTraining,
     ) -> Result<Vec<MpoReplacement<T5LinearPath>>, ModelError> {
-        over_parameterize_paths(self, Self::linear_mut, paths, preset, training)
+        linear::over_parameterize(self, paths, preset, training)
     }
 
     /// Contracts every MPO projection back into a dense one (spec §2.5): the result has the
     /// original architecture and parameter count.
     pub fn merge_mpo(&mut self) {
-        for path in self.mpo_paths() {
-            let slot = self.linear_mut(path);
-            *slot = slot.clone().merge();
-        }
+        linear::merge_mpo(self);
     }
 
     /// Paths of the MPO-factored projections.
     pub fn mpo_paths(&self) -> Vec<T5LinearPath> {
-        self.linear_paths()
-            .into_iter()
-            .filter(|p| self.linear(*p).is_mpo())
-            .collect()
+        linear::mpo_paths(self)
     }
 
     // --------------------------------------------------------------------------------------------
@@ -1844,6 +1832,22 @@ impl T5ForConditionalGeneration {
             report.unused.push(name.to_string());
         }
         Ok(report)
+    }
+}
+
+impl LinearSlots for T5ForConditionalGeneration {
+    type Path = T5LinearPath;
+
+    fn slot_paths(&self) -> Vec<T5LinearPath> {
+        self.linear_paths()
+    }
+
+    fn slot(&self, path: T5LinearPath) -> &ProjLinear {
+        self.linear(path)
+    }
+
+    fn slot_mut(&mut self, path: T5LinearPath) -> &mut ProjLinear {
+        select_linear!(self, path, mut)
     }
 }
 

@@ -40,6 +40,25 @@ impl SequenceClassifier for opf_models::BertForSequenceClassification {
     }
 }
 
+/// BART has no token types: `token_type_ids` is ignored. The logits come from the decoder state
+/// at each row's last `<eos>` (spec §5.7).
+///
+/// # Panics
+///
+/// Panics if the rows of a batch hold different numbers of `<eos>` tokens, or none (Hugging Face
+/// raises an error there too); a BART tokenizer ends every sequence with one.
+impl SequenceClassifier for opf_models::BartForSequenceClassification {
+    fn logits(
+        &self,
+        input_ids: Tensor<2, Int>,
+        _token_type_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+    ) -> Tensor<2> {
+        self.forward(input_ids, attention_mask)
+            .unwrap_or_else(|err| panic!("BART classification: {err}"))
+    }
+}
+
 /// Hyper-parameters of one run (run_glue names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainArgs {

@@ -18,6 +18,11 @@ pub fn tiny_dir() -> PathBuf {
     fixtures().join("tiny-bert")
 }
 
+/// The tiny random BART written by `scripts/gen_bart_fixtures.py`.
+pub fn tiny_bart_dir() -> PathBuf {
+    fixtures().join("tiny-bart")
+}
+
 /// A JSON fixture.
 pub fn read_json(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(fixtures().join(name)).expect("fixture exists");
