@@ -4,6 +4,7 @@ mod bench;
 mod bench_train;
 mod glue;
 mod gpu_bundle;
+mod test;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,9 @@ enum Command {
     Glue(glue::GlueTask),
     /// Build `dist/gpu-bench/` (opf with the CUDA backend + scripts/gpu-bench) for a GPU machine.
     GpuBundle,
+    /// The test command (README, `.ci/run`): workspace tests, GPU backends compiled, backend
+    /// parity on wgpu where Vulkan is installed.
+    Test,
     /// Benchmarks against the Python references in ../shared/reference.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -36,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Glue(task) => glue::run(&root, task),
         Command::Bench(command) => bench::run(command),
         Command::GpuBundle => gpu_bundle::run(&root),
+        Command::Test => test::run(&root),
     }
 }
