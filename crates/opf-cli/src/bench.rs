@@ -15,8 +15,8 @@ use opf_models::{BertConfig, BertForSequenceClassification, CoreTraining, ProjLi
 use opf_train::optim::{AdamWParams, build_optimizer};
 use serde::Serialize;
 
+use crate::arch::mpo_paths;
 use crate::backend;
-use crate::glue::mpo_paths;
 
 /// `opf bench steps` arguments.
 #[derive(Debug, clap::Args)]
@@ -154,7 +154,7 @@ fn run_variant(cmd: &StepsCmd, variant: &str, config: &BertConfig, device: &Devi
         let (preset, targets) = variant
             .split_once('/')
             .with_context(|| format!("variant {variant:?}: expected `dense` or preset/targets"))?;
-        let paths = mpo_paths(model.bert.num_layers(), targets, None)?;
+        let paths = mpo_paths(&model, targets, None)?;
         model
             .bert
             .over_parameterize(&paths, &preset.parse()?, CoreTraining::All)?;

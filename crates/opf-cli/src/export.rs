@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use opf_glue::Task;
-use opf_models::{BertConfig, BertForSequenceClassification};
+use opf_models::{BartForSequenceClassification, BertForSequenceClassification};
 use opf_train::{RunDir, TrainerState};
 use serde::{Deserialize, Serialize};
 
+use crate::arch::{Architecture, GlueModel};
 use crate::backend;
 use crate::hub;
 
@@ -124,19 +124,33 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
             cmd.run_dir.display()
         );
     }
-    let config = BertConfig::from_file(model_dir.join("config.json"))?;
-    let device = backend::device("cpu")?;
-    let mut model = BertForSequenceClassification::load_record(&file, &config, &device)?;
-    let train_params = model.num_params();
-    let merged_layers = model.bert.mpo_paths().len();
-    model.bert.merge_mpo();
+    let export = match Architecture::of_model_dir(&model_dir)? {
+        Architecture::Bert => export_checkpoint::<BertForSequenceClassification>,
+        Architecture::Bart => export_checkpoint::<BartForSequenceClassification>,
+    };
     let out = cmd.output.unwrap_or_else(|| cmd.run_dir.join("model"));
+    export(&file, &model_dir, run_dir.root(), &out)
+}
+
+/// Loads the run checkpoint `file` of base model `model_dir` as an `M`, merges its MPO layers
+/// and writes it to `out` with [`write_hf_dir`].
+fn export_checkpoint<M: GlueModel>(
+    file: &Path,
+    model_dir: &Path,
+    run_dir: &Path,
+    out: &Path,
+) -> Result<()> {
+    let device = backend::device("cpu")?;
+    let mut model = M::load_run_checkpoint(file, model_dir, &device)?;
+    let train_params = model.num_params();
+    let merged_layers = model.mpo_paths().len();
+    model.merge_mpo();
     write_hf_dir(
         &model,
-        &out,
+        out,
         &Provenance {
-            model_dir: &model_dir,
-            run_dir: run_dir.root(),
+            model_dir,
+            run_dir,
             train_params,
             merged_layers,
         },
@@ -145,15 +159,15 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
 
 /// Writes `model` (which must hold no MPO layer) as a Hugging Face directory: `config.json`,
 /// `model.safetensors`, the base model's tokenizer files and a README with the run's metrics.
-pub fn write_hf_dir(
-    model: &BertForSequenceClassification,
+pub(crate) fn write_hf_dir<M: GlueModel>(
+    model: &M,
     out: &Path,
     from: &Provenance<'_>,
 ) -> Result<()> {
-    if !model.bert.mpo_paths().is_empty() {
+    if !model.mpo_paths().is_empty() {
         bail!("merge the MPO layers before exporting");
     }
-    model.save_pretrained(out)?;
+    model.save_hf(out)?;
     let mut copied = vec!["config.json", "model.safetensors"];
     for f in TOKENIZER_FILES {
         let src = from.model_dir.join(f);
@@ -185,7 +199,7 @@ pub fn write_hf_dir(
 }
 
 /// The export's README: provenance, parameter counts and the dev metrics of `metrics.json`.
-fn readme(model: &BertForSequenceClassification, from: &Provenance<'_>) -> Result<String> {
+fn readme<M: GlueModel>(model: &M, from: &Provenance<'_>) -> Result<String> {
     let run = RunDir::new(from.run_dir);
     let manifest = RunManifest::read(from.run_dir)?;
     let task = manifest.as_ref().map_or("a GLUE task", |m| m.task.as_str());
@@ -199,9 +213,9 @@ fn readme(model: &BertForSequenceClassification, from: &Provenance<'_>) -> Resul
     )?;
     writeln!(
         s,
-        "Architecture: BertForSequenceClassification, {} labels, {} parameters (the base model's \
-         own size).",
-        model.num_labels(),
+        "Architecture: {}, {} labels, {} parameters (the base model's own size).",
+        M::CLASS,
+        model.label_count(),
         model.num_params()
     )?;
     if from.merged_layers > 0 {

@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use indicatif::{ProgressBar, ProgressStyle};
 use opf_glue::{Features, GlueTokenizer, Split, Task};
-use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath};
+use opf_models::{BartForSequenceClassification, BertForSequenceClassification, CoreTraining};
 use opf_select::{GroupRule, Horizon, RoundAt, Schedule, WeightTypes};
 use opf_train::child_tuning::{ChildTuningD, ChildTuningMasks};
 use opf_train::select::{RoundLog, Score, SelectionRounds};
 use opf_train::{EvalLog, NoRounds, Observer, RoundHook, RunDir, StepLog, TrainArgs, TrainData};
 use serde::{Deserialize, Serialize};
 
+use crate::arch::{Architecture, GlueModel, mpo_paths};
 use crate::backend;
 use crate::export::{self, RunManifest};
 use crate::hub;
@@ -90,10 +90,13 @@ pub struct RunConfig {
     #[arg(long)]
     pub mpo_preset: Option<String>,
     /// OPF: which projections to over-parameterize: comma list of `query`, `key`, `value`,
-    /// `attention_output`, `ffn_1`, `ffn_2`, or the groups `attention`, `ffn`, `all`.
+    /// `attention_output`, `ffn_1`, `ffn_2`, BART's decoder `cross_query`, `cross_key`,
+    /// `cross_value`, `cross_output`, or the groups `attention`, `cross_attention`, `ffn`, `all`;
+    /// an `encoder.` / `decoder.` prefix limits an entry to one stack (BART).
     #[arg(long)]
     pub mpo_targets: Option<String>,
-    /// OPF: layers whose targets are over-parameterized (comma list; default all layers).
+    /// OPF: layers whose targets are over-parameterized (comma list; default all layers; a bare
+    /// number is that layer of every stack, `encoder.N` / `decoder.N` one stack's).
     #[arg(long)]
     pub mpo_layers: Option<String>,
     /// OPF: learning rate of the MPO cores (default: --learning-rate).
@@ -106,7 +109,8 @@ pub struct RunConfig {
     /// by the Fisher pass, instead of `--mpo-targets`.
     #[arg(long)]
     pub top_n: Option<usize>,
-    /// OPF selection: candidate types, e.g. `FFN_1,FFN_2,attention`.
+    /// OPF selection: candidate types, e.g. `FFN_1,FFN_2,attention` (BART also
+    /// `cross_attention`).
     #[arg(long)]
     pub weight_types: Option<String>,
     /// OPF selection: `strict` groups (default) or the released `compat` mixed output.dense pool.
@@ -454,11 +458,28 @@ fn run_one(
     cfg: RunConfig,
     config_path: Option<&Path>,
 ) -> Result<RunSummary> {
-    let args = cfg.train_args();
     let model_id = cfg
         .model
         .clone()
         .context("no --model given and none in the config")?;
+    let model_dir = hub::resolve_model(&model_id, hub::offline_from_env())?;
+    let run = match Architecture::of_model_dir(&model_dir)? {
+        Architecture::Bert => run_model::<BertForSequenceClassification>,
+        Architecture::Bart => run_model::<BartForSequenceClassification>,
+    };
+    run(cmd, task, cfg, config_path, model_id, model_dir)
+}
+
+/// [`run_one`] for the architecture `M` of the model in `model_dir`.
+fn run_model<M: GlueModel>(
+    cmd: &GlueCmd,
+    task: Task,
+    cfg: RunConfig,
+    config_path: Option<&Path>,
+    model_id: String,
+    model_dir: PathBuf,
+) -> Result<RunSummary> {
+    let args = cfg.train_args();
     let out = cfg
         .output_dir
         .clone()
@@ -467,7 +488,6 @@ fn run_one(
         cfg.data_dir.as_deref(),
         std::env::var_os("GLUE_DIR").as_deref(),
     )?;
-    let model_dir = hub::resolve_model(&model_id, hub::offline_from_env())?;
     RunManifest {
         task: task.to_string(),
         model: model_id.clone(),
@@ -512,12 +532,7 @@ fn run_one(
     let device = backend::device(&cmd.device)?;
     device.seed(args.seed);
     let train_device = device.clone().autodiff();
-    let (model, report) = BertForSequenceClassification::load(
-        &model_dir,
-        None,
-        Some(task.num_labels()),
-        &train_device,
-    )?;
+    let (model, report) = M::load_hf(&model_dir, task.num_labels(), &train_device)?;
     println!("model {}: {report}", model_dir.display());
     let dense_params = model.num_params();
     let mut model = model;
@@ -532,14 +547,12 @@ fn run_one(
     }
     if let (Some(preset), None) = (&preset, cfg.top_n) {
         let paths = mpo_paths(
-            model.bert.num_layers(),
+            &model,
             cfg.mpo_targets.as_deref().unwrap_or("all"),
             cfg.mpo_layers.as_deref(),
         )?;
         let t0 = Instant::now();
-        let done = model
-            .bert
-            .over_parameterize(&paths, preset, core_training)?;
+        let done = model.over_parameterize(&paths, preset, core_training)?;
         println!(
             "OPF: {} matrices over-parameterized with {preset} in {:.1}s (cores train: {core_training:?})",
             done.len(),
@@ -599,12 +612,12 @@ fn run_one(
         _ => None,
     };
     let mut no_rounds = NoRounds;
-    let hook: &mut dyn RoundHook<BertForSequenceClassification> = match rounds.as_mut() {
+    let hook: &mut dyn RoundHook<M> = match rounds.as_mut() {
         Some(r) => r,
         None => &mut no_rounds,
     };
     let mut child_tuning;
-    let hook: &mut dyn RoundHook<BertForSequenceClassification> = match cfg.child_tuning_reserve {
+    let hook: &mut dyn RoundHook<M> = match cfg.child_tuning_reserve {
         Some(reserve_p) => {
             let t0 = Instant::now();
             let masks = ChildTuningMasks::fisher(
@@ -656,7 +669,7 @@ fn run_one(
             for c in &round.chosen {
                 println!(
                     "  {:<52} score {:.6e} group {:?} rank {}",
-                    c.matrix.hf_name(opf_select::Arch::Bert).to_string(),
+                    c.matrix.hf_name(M::ARCH).to_string(),
                     c.score,
                     c.group,
                     c.rank
@@ -669,8 +682,8 @@ fn run_one(
     // Evaluation, prediction and export run on the merged model: original architecture and cost.
     let mut best = outcome.best;
     let train_params = best.num_params();
-    let merged_layers = best.bert.mpo_paths().len();
-    best.bert.merge_mpo();
+    let merged_layers = best.mpo_paths().len();
+    best.merge_mpo();
     let test_params = best.num_params();
     println!(
         "parameters at test time (merged): {test_params}{}",
@@ -853,87 +866,9 @@ fn record_selection(run_dir: &RunDir, log: &[RoundLog]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Expands `--mpo-targets` / `--mpo-layers` into projection paths, layer-major.
-pub(crate) fn mpo_paths(
-    num_layers: usize,
-    targets: &str,
-    layers: Option<&str>,
-) -> Result<Vec<LinearPath>> {
-    let mut kinds = Vec::new();
-    for t in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        let add: &[LinearKind] = match t {
-            "all" => &LinearKind::ALL,
-            "attention" => &[
-                LinearKind::Query,
-                LinearKind::Key,
-                LinearKind::Value,
-                LinearKind::AttentionOutput,
-            ],
-            "ffn" => &[LinearKind::Ffn1, LinearKind::Ffn2],
-            other => {
-                let kind = LinearKind::ALL
-                    .into_iter()
-                    .find(|k| k.name().eq_ignore_ascii_case(other))
-                    .with_context(|| {
-                        let names: Vec<&str> = LinearKind::ALL.iter().map(|k| k.name()).collect();
-                        format!(
-                            "unknown --mpo-targets entry {other:?}: expected {}, attention, ffn or all",
-                            names.join(", ")
-                        )
-                    })?;
-                kinds.push(kind);
-                continue;
-            }
-        };
-        kinds.extend_from_slice(add);
-    }
-    let layers: Vec<usize> = match layers {
-        None => (0..num_layers).collect(),
-        Some(list) => list
-            .split(',')
-            .map(|x| {
-                let l: usize = x
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("bad layer {x:?}"))?;
-                if l >= num_layers {
-                    bail!("layer {l} out of range: the model has {num_layers} layers");
-                }
-                Ok(l)
-            })
-            .collect::<Result<_>>()?,
-    };
-    let mut paths = Vec::new();
-    for &l in &layers {
-        for kind in LinearKind::ALL {
-            if kinds.contains(&kind) {
-                paths.push(LinearPath::new(l, kind));
-            }
-        }
-    }
-    if paths.is_empty() {
-        bail!("--mpo-targets {targets:?} selects no matrix");
-    }
-    Ok(paths)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mpo_targets_expand_in_layer_order() {
-        let p = mpo_paths(3, "ffn", Some("2,0")).unwrap();
-        let names: Vec<String> = p
-            .iter()
-            .map(|p| format!("{}.{}", p.layer, p.kind.name()))
-            .collect();
-        assert_eq!(names, ["2.ffn_1", "2.ffn_2", "0.ffn_1", "0.ffn_2"]);
-        assert_eq!(mpo_paths(6, "all", None).unwrap().len(), 36);
-        assert_eq!(mpo_paths(2, "query,attention", None).unwrap().len(), 8);
-        assert!(mpo_paths(2, "ffn_3", None).is_err());
-        assert!(mpo_paths(2, "ffn", Some("2")).is_err());
-    }
 
     #[test]
     fn flags_override_the_config() {

@@ -1,5 +1,6 @@
 //! `opf`: the OPF command-line tool. Each subcommand lives in its own module.
 
+mod arch;
 mod backend;
 mod bench;
 mod export;

@@ -1,7 +1,8 @@
-//! End to end through the `opf` binary on the tiny random BERT and the hand-written MRPC
-//! fixtures: an OPF run (FFN matrices over-parameterized) trains, predicts the test split and
-//! exports a merged Hugging Face directory; `opf export` rebuilds the same directory from the
-//! run's checkpoint; bad arguments are clear errors.
+//! End to end through the `opf` binary on the tiny random BERT and BART and the hand-written MRPC
+//! fixtures: an OPF run (FFN matrices over-parameterized; for BART also the decoder's
+//! cross-attention) trains, predicts the test split and exports a merged Hugging Face directory;
+//! `opf export` rebuilds the same directory from the run's checkpoint; selection runs record
+//! their rounds; bad arguments and unsupported architectures are clear errors.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,21 +16,40 @@ fn manifest_dir() -> &'static Path {
 /// A model directory: the tiny random BERT of `opf-models` (without its classification head) plus
 /// a 73-token WordPiece tokenizer.
 fn tiny_model(root: &Path) -> PathBuf {
-    let src = manifest_dir().join("../opf-models/tests/fixtures/tiny-bert");
-    let dir = root.join("tiny-bert");
+    fixture_model(root, "tiny-bert", "classifier.", "tiny-tokenizer.json")
+}
+
+/// A model directory: the tiny random BART of `opf-models` (without its classification head) plus
+/// a word-level tokenizer with BART's special tokens and pair template
+/// (`scripts/gen_tiny_bart_tokenizer.py`).
+fn tiny_bart(root: &Path) -> PathBuf {
+    fixture_model(
+        root,
+        "tiny-bart",
+        "classification_head.",
+        "tiny-bart-tokenizer.json",
+    )
+}
+
+/// The `opf-models` fixture `name` without the tensors starting with `head` (a base checkpoint, as
+/// a fine-tuning run starts from), with the tokenizer fixture `tokenizer`.
+fn fixture_model(root: &Path, name: &str, head: &str, tokenizer: &str) -> PathBuf {
+    let src = manifest_dir()
+        .join("../opf-models/tests/fixtures")
+        .join(name);
+    let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
-    // Without its 3-label classifier: a base checkpoint, as a fine-tuning run starts from.
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
     let kept: Vec<_> = tensors
         .tensors()
         .into_iter()
-        .filter(|(name, _)| !name.starts_with("classifier."))
+        .filter(|(name, _)| !name.starts_with(head))
         .collect();
     safetensors::serialize_to_file(kept, None, &dir.join("model.safetensors")).unwrap();
     std::fs::copy(
-        manifest_dir().join("tests/fixtures/tiny-tokenizer.json"),
+        manifest_dir().join("tests/fixtures").join(tokenizer),
         dir.join("tokenizer.json"),
     )
     .unwrap();
@@ -78,6 +98,25 @@ fn tensor_names(path: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect();
     names.sort();
+    names
+}
+
+/// Asserts that two safetensors files hold the same tensors, bit for bit; returns their names.
+fn assert_same_tensors(a: &Path, b: &Path) -> Vec<String> {
+    let names = tensor_names(a);
+    assert_eq!(tensor_names(b), names);
+    let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    let (a, b) = (
+        SafeTensors::deserialize(&a).unwrap(),
+        SafeTensors::deserialize(&b).unwrap(),
+    );
+    for name in &names {
+        assert_eq!(
+            a.tensor(name).unwrap().data(),
+            b.tensor(name).unwrap().data(),
+            "{name}"
+        );
+    }
     names
 }
 
@@ -154,20 +193,10 @@ fn opf_run_predicts_and_exports_and_opf_export_rebuilds_it() {
     let again = tmp.path().join("again");
     let log = stdout(&opf(&["export", &s(&run), "--output", &s(&again)]));
     assert!(log.contains("4 MPO layers merged"), "{log}");
-    let a = std::fs::read(exported.join("model.safetensors")).unwrap();
-    let b = std::fs::read(again.join("model.safetensors")).unwrap();
-    let (a, b) = (
-        SafeTensors::deserialize(&a).unwrap(),
-        SafeTensors::deserialize(&b).unwrap(),
+    assert_same_tensors(
+        &exported.join("model.safetensors"),
+        &again.join("model.safetensors"),
     );
-    assert_eq!(tensor_names(&again.join("model.safetensors")), names);
-    for name in &names {
-        assert_eq!(
-            a.tensor(name).unwrap().data(),
-            b.tensor(name).unwrap().data(),
-            "{name}"
-        );
-    }
 
     // Clear errors: no such run, no manifest and no --model.
     let err = opf(&[
@@ -353,5 +382,211 @@ fn taylor_step_rounds_and_ablation_selection_run_and_are_recorded() {
         let rounds = metrics["selection"].as_array().unwrap();
         assert_eq!(rounds.len(), 1, "{name}");
         assert_eq!(rounds[0]["chosen"].as_array().unwrap().len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn bart_opf_run_with_cross_attention_predicts_exports_and_reexports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, glue, run) = (
+        tiny_bart(tmp.path()),
+        glue(tmp.path()),
+        tmp.path().join("run"),
+    );
+    let config = manifest_dir().join("../../configs/mrpc.toml");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let log = stdout(&opf(&[
+        "glue",
+        "MRPC",
+        "--config",
+        &s(&config),
+        "--model",
+        &s(&model),
+        "--data-dir",
+        &s(&glue),
+        "--output-dir",
+        &s(&run),
+        "--max-seq-length",
+        "32",
+        "--num-train-epochs",
+        "2",
+        "--per-device-train-batch-size",
+        "2",
+        "--learning-rate",
+        "1e-3",
+        "--logging-steps",
+        "1",
+        "--mpo-preset",
+        "opf:3",
+        "--mpo-targets",
+        "ffn,decoder.cross_attention",
+        "--do-predict",
+    ]));
+    // FFN of 2 encoder + 2 decoder layers, 4 cross-attention projections of 2 decoder layers.
+    assert!(log.contains("OPF: 16 matrices over-parameterized"), "{log}");
+    assert!(
+        log.contains("model.decoder.layers.1.encoder_attn.q_proj"),
+        "{log}"
+    );
+    assert!(log.contains("16 MPO layers merged"), "{log}");
+    assert!(
+        log.contains("dev (dev, best model, merged): acc = "),
+        "{log}"
+    );
+    for f in [
+        "run.json",
+        "metrics.json",
+        "MRPC.tsv",
+        "checkpoint/best.bpk",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    let predictions = std::fs::read_to_string(run.join("MRPC.tsv")).unwrap();
+    assert_eq!(predictions.lines().count(), 1 + 2, "{predictions}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    let losses: Vec<f64> = metrics["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 4, "{losses:?}");
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    assert_ne!(losses[0], losses[3], "{losses:?}");
+
+    let exported = run.join("model");
+    let names = tensor_names(&exported.join("model.safetensors"));
+    for name in [
+        "model.shared.weight",
+        "model.encoder.layers.0.fc1.weight",
+        "model.decoder.layers.1.encoder_attn.q_proj.weight",
+        "model.decoder.layers.1.fc2.weight",
+        "classification_head.out_proj.weight",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+    }
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("cores") && !n.contains("Mpo")),
+        "{names:?}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exported.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "bart");
+    assert_eq!(config["architectures"][0], "BartForSequenceClassification");
+    assert_eq!(config["id2label"].as_object().unwrap().len(), 2);
+    let readme = std::fs::read_to_string(exported.join("README.md")).unwrap();
+    assert!(readme.contains("BartForSequenceClassification"), "{readme}");
+    assert!(
+        readme.contains("16 projections were trained as MPO cores"),
+        "{readme}"
+    );
+    assert!(exported.join("tokenizer.json").is_file());
+
+    // `opf export` reads the architecture from the base model's config and rebuilds the MPO
+    // layers from the checkpoint: the same tensors as the run's own export.
+    let again = tmp.path().join("again");
+    let log = stdout(&opf(&["export", &s(&run), "--output", &s(&again)]));
+    assert!(log.contains("16 MPO layers merged"), "{log}");
+    assert_same_tensors(
+        &exported.join("model.safetensors"),
+        &again.join("model.safetensors"),
+    );
+}
+
+#[test]
+fn bart_selection_round_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, glue, run) = (
+        tiny_bart(tmp.path()),
+        glue(tmp.path()),
+        tmp.path().join("run"),
+    );
+    let config = manifest_dir().join("../../configs/mrpc.toml");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let log = stdout(&opf(&[
+        "glue",
+        "MRPC",
+        "--config",
+        &s(&config),
+        "--model",
+        &s(&model),
+        "--data-dir",
+        &s(&glue),
+        "--output-dir",
+        &s(&run),
+        "--max-seq-length",
+        "32",
+        "--num-train-epochs",
+        "1",
+        "--per-device-train-batch-size",
+        "2",
+        "--mpo-preset",
+        "opf:3",
+        "--top-n",
+        "1",
+        "--weight-types",
+        "FFN_1,cross_attention",
+    ]));
+    assert!(log.contains("selection round at epoch 0"), "{log}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    let rounds = metrics["selection"].as_array().unwrap();
+    assert_eq!(rounds.len(), 1);
+    let chosen: Vec<&str> = rounds[0]["chosen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["matrix"].as_str().unwrap())
+        .collect();
+    assert!(!chosen.is_empty());
+    assert!(
+        chosen
+            .iter()
+            .all(|m| m.ends_with("ffn_1") || m.starts_with("decoder.") && m.contains("cross_")),
+        "{chosen:?}"
+    );
+    assert!(log.contains("model."), "{log}");
+    assert!(run.join("model/model.safetensors").is_file());
+}
+
+#[test]
+fn t5_and_unknown_model_types_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let glue = glue(tmp.path());
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    for (model_type, expect) in [
+        (
+            "t5",
+            "T5 text-to-text fine-tuning is not wired into `opf glue` yet",
+        ),
+        ("gpt2", "supported model types: bert, bart"),
+    ] {
+        let dir = tmp.path().join(model_type);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            format!(r#"{{"model_type": "{model_type}"}}"#),
+        )
+        .unwrap();
+        for f in ["model.safetensors", "tokenizer.json"] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let err = opf(&[
+            "glue",
+            "MRPC",
+            "--model",
+            &s(&dir),
+            "--data-dir",
+            &s(&glue),
+            "--output-dir",
+            &s(&tmp.path().join("run")),
+        ]);
+        assert!(!err.status.success());
+        let stderr = String::from_utf8_lossy(&err.stderr);
+        assert!(stderr.contains(expect), "{stderr}");
     }
 }

@@ -100,8 +100,11 @@ pub enum GlueError {
         #[source]
         source: tokenizers::Error,
     },
-    /// The tokenizer has no padding configuration and no `[PAD]` token; pass an explicit pad id.
-    #[error("tokenizer has no pad token (no padding config and no [PAD] in its vocabulary)")]
+    /// The tokenizer has no padding configuration and no `[PAD]` or `<pad>` token; pass an
+    /// explicit pad id.
+    #[error(
+        "tokenizer has no pad token (no padding config and no [PAD] or <pad> in its vocabulary)"
+    )]
     NoPadToken,
     /// `max_seq_length` cannot even hold the special tokens the post-processor adds.
     #[error("max_seq_length {max_seq_length} is shorter than the {special_tokens} special tokens")]

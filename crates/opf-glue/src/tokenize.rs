@@ -52,7 +52,8 @@ pub struct GlueTokenizer {
 impl GlueTokenizer {
     /// Loads a `tokenizer.json` (`Tokenizer::from_file`) and configures it as described on the
     /// type. The pad id is the file's padding `pad_id` if the file configures padding, otherwise
-    /// the id of `[PAD]`; override it with [`GlueTokenizer::with_pad_id`].
+    /// the id of `[PAD]` (BERT) or `<pad>` (BART, RoBERTa, T5); override it with
+    /// [`GlueTokenizer::with_pad_id`].
     pub fn from_file(path: &Path, max_seq_length: usize) -> Result<GlueTokenizer, GlueError> {
         let inner = Tokenizer::from_file(path).map_err(|source| GlueError::Tokenizer {
             context: format!("loading {}", path.display()),
@@ -66,7 +67,10 @@ impl GlueTokenizer {
     pub fn new(mut inner: Tokenizer, max_seq_length: usize) -> Result<GlueTokenizer, GlueError> {
         let pad_id = match inner.get_padding() {
             Some(p) => p.pad_id,
-            None => inner.token_to_id("[PAD]").ok_or(GlueError::NoPadToken)?,
+            None => ["[PAD]", "<pad>"]
+                .into_iter()
+                .find_map(|t| inner.token_to_id(t))
+                .ok_or(GlueError::NoPadToken)?,
         };
         inner.with_padding(None);
         inner

@@ -1699,6 +1699,34 @@ impl BartForSequenceClassification {
         Ok((model, report))
     }
 
+    /// Loads a training checkpoint written by burn's `save_file` (a run's `checkpoint/best.bpk`)
+    /// into a model of `config`, as
+    /// [`BertForSequenceClassification::load_record`](crate::BertForSequenceClassification::load_record):
+    /// the number of labels comes from the stored `classification_head.out_proj` and every
+    /// projection stored as MPO cores is rebuilt with the stored core shapes before the tensors
+    /// are read.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Record`] if the file is unreadable or does not fit the model (another config,
+    /// a checkpoint of another architecture).
+    pub fn load_record(
+        path: impl AsRef<Path>,
+        config: &BartConfig,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        linear::load_record(
+            path.as_ref(),
+            |num_labels| match num_labels {
+                Some(n) => Self::new(&config.clone().with_num_labels(n), device),
+                None => Self::new(config, device),
+            },
+            |model| model.classification_head.out_proj.weight.id,
+            |model| &mut model.model,
+            device,
+        )
+    }
+
     /// Every tensor in the Hugging Face `BartForSequenceClassification` layout: `model.`-prefixed
     /// names, `shared.weight` only (no tied copies), `(out, in)` linear weights, `f32` data, in
     /// `named_parameters()` order.

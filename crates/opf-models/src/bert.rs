@@ -47,11 +47,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 use crate::checkpoint::{
-    self, Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, param_paths,
-    write_safetensors,
+    Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, write_safetensors,
 };
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
-use crate::mpo_linear::MpoLinear;
 
 // ------------------------------------------------------------------------------------------------
 // Config
@@ -1479,8 +1477,9 @@ impl BertForSequenceClassification {
 
     /// Loads a training checkpoint written by burn's `save_file` (a run's `checkpoint/best.bpk`)
     /// into a model of `config`: the number of labels comes from the stored classifier and every
-    /// projection stored as MPO cores is rebuilt as an [`MpoLinear`] of the stored core shapes
-    /// before the tensors are read, so over-parameterized runs load as they were trained.
+    /// projection stored as MPO cores is rebuilt as an [`MpoLinear`](crate::MpoLinear) of the
+    /// stored core shapes before the tensors are read, so over-parameterized runs load as they
+    /// were trained.
     ///
     /// # Errors
     ///
@@ -1491,47 +1490,16 @@ impl BertForSequenceClassification {
         config: &BertConfig,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        let path = path.as_ref();
-        let shapes = checkpoint::record_shapes(path)?;
-        let mismatch = |message: String| ModelError::Record {
-            path: path.to_path_buf(),
-            message,
-        };
-        let probe = Self::new(config, device);
-        let names = param_paths(&probe);
-        let classifier = &names[&probe.classifier.weight.id];
-        let num_labels = match shapes.get(classifier).map(Vec::as_slice) {
-            Some(&[_, n]) => n,
-            other => return Err(mismatch(format!("{classifier} has shape {other:?}"))),
-        };
-        let mut model = Self::new(&config.clone().with_num_labels(num_labels), device);
-        let names = param_paths(&model);
-        for path in model.bert.linear_paths() {
-            let ProjLinear::Dense(dense) = model.bert.linear(path) else {
-                unreachable!("a new model is dense");
-            };
-            let name = &names[&dense.weight.id];
-            let prefix = name.strip_suffix(".Dense.weight").unwrap_or(name);
-            let cores: Vec<[usize; 4]> = (0..)
-                .map_while(|k| shapes.get(&format!("{prefix}.Mpo.cores.{k}")))
-                .map(|dims| {
-                    <[usize; 4]>::try_from(dims.as_slice())
-                        .map_err(|_| mismatch(format!("{prefix}: core of shape {dims:?}")))
-                })
-                .collect::<Result<_, _>>()?;
-            if !cores.is_empty() {
-                let bias = shapes.contains_key(&format!("{prefix}.Mpo.bias"));
-                let mpo = MpoLinear::zeros(&cores, bias, device)
-                    .map_err(|e| mismatch(format!("{prefix}: {e}")))?;
-                model
-                    .bert
-                    .set_linear(path, ProjLinear::Mpo(mpo))
-                    .map_err(|e| mismatch(e.to_string()))?;
-            }
-        }
-        model
-            .try_load_file(path)
-            .map_err(|e| mismatch(e.to_string()))
+        linear::load_record(
+            path.as_ref(),
+            |num_labels| match num_labels {
+                Some(n) => Self::new(&config.clone().with_num_labels(n), device),
+                None => Self::new(config, device),
+            },
+            |model| model.classifier.weight.id,
+            |model| &mut model.bert,
+            device,
+        )
     }
 
     /// Every tensor in the Hugging Face `BertForSequenceClassification` layout: `bert.`-prefixed

@@ -8,12 +8,14 @@
 //! transposes by hand.
 
 use std::fmt;
+use std::path::Path;
 
-use burn::module::{Initializer, Param};
+use burn::module::{Initializer, Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::prelude::*;
 use mpo_core::{DecomposeOptions, MpoShape, Orientation};
 
+use crate::checkpoint::param_paths;
 use crate::error::ModelError;
 use crate::mpo_linear::{CoreTraining, MpoLinear};
 
@@ -311,6 +313,64 @@ pub(crate) fn mpo_paths<M: LinearSlots>(model: &M) -> Vec<M::Path> {
         .into_iter()
         .filter(|p| model.slot(*p).is_mpo())
         .collect()
+}
+
+/// Loads a training checkpoint written by burn's `save_file` (a run's `checkpoint/best.bpk`) into
+/// a model built by `new`: the number of labels is read from the stored shape of the head weight
+/// `head` names (`[_, num_labels]`) and passed to `new`, and every projection of `slots` stored as
+/// MPO cores (`<name>.Mpo.cores.<k>`) is rebuilt as an [`MpoLinear`] of the stored core shapes
+/// before the tensors are read, so over-parameterized runs load as they were trained.
+///
+/// # Errors
+///
+/// [`ModelError::Record`] if the file is unreadable or does not fit the model (another config,
+/// a checkpoint of another architecture).
+pub(crate) fn load_record<M: Module, S: LinearSlots>(
+    path: &Path,
+    new: impl Fn(Option<usize>) -> M,
+    head: impl Fn(&M) -> ParamId,
+    slots: impl Fn(&mut M) -> &mut S,
+    device: &Device,
+) -> Result<M, ModelError> {
+    let shapes = crate::checkpoint::record_shapes(path)?;
+    let mismatch = |message: String| ModelError::Record {
+        path: path.to_path_buf(),
+        message,
+    };
+    let probe = new(None);
+    let names = param_paths(&probe);
+    let head_name = &names[&head(&probe)];
+    let num_labels = match shapes.get(head_name).map(Vec::as_slice) {
+        Some(&[_, n]) => n,
+        other => return Err(mismatch(format!("{head_name} has shape {other:?}"))),
+    };
+    let mut model = new(Some(num_labels));
+    let names = param_paths(&model);
+    let paths = slots(&mut model).slot_paths();
+    for path in paths {
+        let ProjLinear::Dense(dense) = slots(&mut model).slot(path) else {
+            unreachable!("a new model is dense");
+        };
+        let name = &names[&dense.weight.id];
+        let prefix = name.strip_suffix(".Dense.weight").unwrap_or(name);
+        let cores: Vec<[usize; 4]> = (0..)
+            .map_while(|k| shapes.get(&format!("{prefix}.Mpo.cores.{k}")))
+            .map(|dims| {
+                <[usize; 4]>::try_from(dims.as_slice())
+                    .map_err(|_| mismatch(format!("{prefix}: core of shape {dims:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        if !cores.is_empty() {
+            let bias = shapes.contains_key(&format!("{prefix}.Mpo.bias"));
+            let mpo = MpoLinear::zeros(&cores, bias, device)
+                .map_err(|e| mismatch(format!("{prefix}: {e}")))?;
+            set_linear(slots(&mut model), path, ProjLinear::Mpo(mpo))
+                .map_err(|e| mismatch(e.to_string()))?;
+        }
+    }
+    model
+        .try_load_file(path)
+        .map_err(|e| mismatch(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Importance scores on a live BERT, the selection rounds that use them during training, and
-//! the matrix naming bridge to `opf-select`.
+//! Importance scores on a live model ([`OpfModel`]: BERT, BART), the selection rounds that use
+//! them during training, and the matrix naming bridge to `opf-select`.
 //!
 //! The Fisher (ChildTuning-D) pass follows `bert/trainer_bert.py:580-630`: one pass over the
 //! training data in shuffled order with dropout active, the task loss, `backward()`, and for each
@@ -9,18 +9,56 @@
 //! (Eq. 6) compares the loss with each matrix zeroed.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
-use burn::module::{Module, Param};
+use burn::module::Param;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use opf_glue::{Batches, Features, Order};
-use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath, ProjLinear};
+use opf_models::{
+    BartForSequenceClassification, BartLinearKind, BartLinearPath, BertForSequenceClassification,
+    CoreTraining, LinearKind, LinearPath, ModelError, MpoReplacement, ProjLinear,
+};
 use opf_select::{
     AblationLoss, Arch, FisherAccumulator, GroupRule, MatrixId, MatrixKind, Plan, RoundAt,
-    ScoreTable, Selected, TaylorAccumulator, WeightTypes, ablation_scores,
+    ScoreTable, Selected, Stack, TaylorAccumulator, WeightTypes, ablation_scores,
 };
 
 use crate::{RoundHook, SequenceClassifier, TrainError, batch_tensors, task_loss};
+
+/// A sequence classifier whose projections OPF addresses by path: the selection rounds score,
+/// choose and over-parameterize them through this trait, whatever the architecture.
+pub trait OpfModel: SequenceClassifier {
+    /// The address of one projection.
+    type Path: Copy + Eq + fmt::Display;
+    /// The checkpoint naming convention of [`MatrixId::hf_name`] for logs.
+    const ARCH: Arch;
+    /// Every projection path, in `named_parameters()` order.
+    fn linear_paths(&self) -> Vec<Self::Path>;
+    /// The projection at `path` (panics on a path outside the model).
+    fn linear(&self, path: Self::Path) -> &ProjLinear;
+    /// Replaces the projection at `path` (same `(out, in)` shape), returning the old one.
+    fn set_linear(
+        &mut self,
+        path: Self::Path,
+        linear: ProjLinear,
+    ) -> Result<ProjLinear, ModelError>;
+    /// Over-parameterizes the dense projections at `paths` with `preset`'s shapes.
+    fn over_parameterize(
+        &mut self,
+        paths: &[Self::Path],
+        preset: &mpo_core::Preset,
+        training: CoreTraining,
+    ) -> Result<Vec<MpoReplacement<Self::Path>>, ModelError>;
+    /// Contracts every MPO projection back into a dense one.
+    fn merge_mpo(&mut self);
+    /// Paths of the MPO-factored projections.
+    fn mpo_paths(&self) -> Vec<Self::Path>;
+    /// The `opf-select` id of a projection.
+    fn matrix_id(path: Self::Path) -> MatrixId;
+    /// The projection of an `opf-select` id (`None` for an id the architecture does not have).
+    fn linear_path(id: MatrixId) -> Option<Self::Path>;
+}
 
 /// The `opf-select` id of a BERT projection.
 pub fn matrix_id(path: LinearPath) -> MatrixId {
@@ -46,16 +84,119 @@ pub fn linear_path(id: MatrixId) -> Option<LinearPath> {
         MatrixKind::Ffn2 => LinearKind::Ffn2,
         _ => return None,
     };
-    (id.stack == opf_select::Stack::Encoder).then_some(LinearPath::new(id.layer, kind))
+    (id.stack == Stack::Encoder).then_some(LinearPath::new(id.layer, kind))
 }
 
+/// The `opf-select` id of a BART projection: self-attention k/v/q/out are `key`, `value`,
+/// `query`, `attention_output`; `encoder_attn` are the `cross_*` kinds; `fc1`/`fc2` are
+/// `ffn_1`/`ffn_2`.
+pub fn bart_matrix_id(path: BartLinearPath) -> MatrixId {
+    let kind = match path.kind {
+        BartLinearKind::SelfKey => MatrixKind::Key,
+        BartLinearKind::SelfValue => MatrixKind::Value,
+        BartLinearKind::SelfQuery => MatrixKind::Query,
+        BartLinearKind::SelfOut => MatrixKind::AttentionOutput,
+        BartLinearKind::CrossKey => MatrixKind::CrossKey,
+        BartLinearKind::CrossValue => MatrixKind::CrossValue,
+        BartLinearKind::CrossQuery => MatrixKind::CrossQuery,
+        BartLinearKind::CrossOut => MatrixKind::CrossOutput,
+        BartLinearKind::Fc1 => MatrixKind::Ffn1,
+        BartLinearKind::Fc2 => MatrixKind::Ffn2,
+    };
+    let stack = match path.stack {
+        opf_models::BartStack::Encoder => Stack::Encoder,
+        opf_models::BartStack::Decoder => Stack::Decoder,
+    };
+    MatrixId::new(stack, path.layer, kind)
+}
+
+/// The BART projection of an `opf-select` id (`None` for encoder cross-attention ids).
+pub fn bart_linear_path(id: MatrixId) -> Option<BartLinearPath> {
+    let kind = match id.kind {
+        MatrixKind::Key => BartLinearKind::SelfKey,
+        MatrixKind::Value => BartLinearKind::SelfValue,
+        MatrixKind::Query => BartLinearKind::SelfQuery,
+        MatrixKind::AttentionOutput => BartLinearKind::SelfOut,
+        MatrixKind::CrossKey => BartLinearKind::CrossKey,
+        MatrixKind::CrossValue => BartLinearKind::CrossValue,
+        MatrixKind::CrossQuery => BartLinearKind::CrossQuery,
+        MatrixKind::CrossOutput => BartLinearKind::CrossOut,
+        MatrixKind::Ffn1 => BartLinearKind::Fc1,
+        MatrixKind::Ffn2 => BartLinearKind::Fc2,
+    };
+    match id.stack {
+        Stack::Encoder if kind.is_cross() => None,
+        Stack::Encoder => Some(BartLinearPath::encoder(id.layer, kind)),
+        Stack::Decoder => Some(BartLinearPath::decoder(id.layer, kind)),
+    }
+}
+
+/// Implements [`OpfModel`] for a model whose projections live in field `$base`.
+macro_rules! opf_model {
+    ($model:ty, $base:ident, $path:ty, $arch:expr, $id:path, $from_id:path) => {
+        impl OpfModel for $model {
+            type Path = $path;
+            const ARCH: Arch = $arch;
+            fn linear_paths(&self) -> Vec<$path> {
+                self.$base.linear_paths()
+            }
+            fn linear(&self, path: $path) -> &ProjLinear {
+                self.$base.linear(path)
+            }
+            fn set_linear(
+                &mut self,
+                path: $path,
+                linear: ProjLinear,
+            ) -> Result<ProjLinear, ModelError> {
+                self.$base.set_linear(path, linear)
+            }
+            fn over_parameterize(
+                &mut self,
+                paths: &[$path],
+                preset: &mpo_core::Preset,
+                training: CoreTraining,
+            ) -> Result<Vec<MpoReplacement<$path>>, ModelError> {
+                self.$base.over_parameterize(paths, preset, training)
+            }
+            fn merge_mpo(&mut self) {
+                self.$base.merge_mpo();
+            }
+            fn mpo_paths(&self) -> Vec<$path> {
+                self.$base.mpo_paths()
+            }
+            fn matrix_id(path: $path) -> MatrixId {
+                $id(path)
+            }
+            fn linear_path(id: MatrixId) -> Option<$path> {
+                $from_id(id)
+            }
+        }
+    };
+}
+
+opf_model!(
+    BertForSequenceClassification,
+    bert,
+    LinearPath,
+    Arch::Bert,
+    matrix_id,
+    linear_path
+);
+opf_model!(
+    BartForSequenceClassification,
+    model,
+    BartLinearPath,
+    Arch::Bart,
+    bart_matrix_id,
+    bart_linear_path
+);
+
 /// Every still-dense projection of `model` with its weight parameter.
-fn dense_candidates(model: &BertForSequenceClassification) -> Vec<(LinearPath, Param<Tensor<2>>)> {
+fn dense_candidates<M: OpfModel>(model: &M) -> Vec<(M::Path, Param<Tensor<2>>)> {
     model
-        .bert
         .linear_paths()
         .into_iter()
-        .filter_map(|p| match model.bert.linear(p) {
+        .filter_map(|p| match model.linear(p) {
             ProjLinear::Dense(l) => Some((p, l.weight.clone())),
             ProjLinear::Mpo(_) => None,
         })
@@ -65,14 +206,14 @@ fn dense_candidates(model: &BertForSequenceClassification) -> Vec<(LinearPath, P
 /// One scoring pass over `train` (shuffled with `seed`, dropout on, no optimizer step): after
 /// each batch's backward, `visit` sees every still-dense projection with its gradient and
 /// weight (both `(in, out)`, on the inner backend).
-fn gradient_pass(
-    model: &BertForSequenceClassification,
+fn gradient_pass<M: OpfModel>(
+    model: &M,
     train: &[Features],
     batch_size: usize,
     pad_id: i64,
     seed: u64,
     device: &Device,
-    mut visit: impl FnMut(LinearPath, Tensor<2>, Tensor<2>) -> Result<(), TrainError>,
+    mut visit: impl FnMut(MatrixId, Tensor<2>, Tensor<2>) -> Result<(), TrainError>,
 ) -> Result<(), TrainError> {
     let candidates = dense_candidates(model);
     // The released code draws the scoring order from the same RandomSampler as training; a
@@ -89,7 +230,7 @@ fn gradient_pass(
         let grads = GradientsParams::from_grads(loss.backward(), model);
         for (path, weight) in &candidates {
             if let Some(g) = grads.get::<2>(weight.id) {
-                visit(*path, g, weight.val().inner())?;
+                visit(M::matrix_id(*path), g, weight.val().inner())?;
             }
         }
     }
@@ -98,8 +239,8 @@ fn gradient_pass(
 
 /// Fisher scores of every still-dense projection of `model` over one pass of `train` (batch
 /// `batch_size`, shuffled with `seed`), on an autodiff `device`.
-pub fn fisher_scores(
-    model: &BertForSequenceClassification,
+pub fn fisher_scores<M: OpfModel>(
+    model: &M,
     train: &[Features],
     batch_size: usize,
     pad_id: i64,
@@ -114,10 +255,10 @@ pub fn fisher_scores(
         pad_id,
         seed,
         device,
-        |path, g, _| {
+        |id, g, _| {
             let data = g.into_data().convert::<f32>();
             let slice = data.as_slice::<f32>().expect("f32 gradient");
-            Ok(acc.add(matrix_id(path), slice)?)
+            Ok(acc.add(id, slice)?)
         },
     )?;
     Ok(acc.into_scores())
@@ -125,8 +266,8 @@ pub fn fisher_scores(
 
 /// The paper's Taylor score over one pass of `train` instead of past optimizer steps (for a
 /// round before any step): Σ over batches of |⟨∇W L, W⟩_F| per still-dense projection.
-pub fn taylor_pass_scores(
-    model: &BertForSequenceClassification,
+pub fn taylor_pass_scores<M: OpfModel>(
+    model: &M,
     train: &[Features],
     batch_size: usize,
     pad_id: i64,
@@ -141,7 +282,7 @@ pub fn taylor_pass_scores(
         pad_id,
         seed,
         device,
-        |path, g, w| Ok(acc.add_inner(matrix_id(path), (g * w).sum().into_scalar::<f64>())?),
+        |id, g, w| Ok(acc.add_inner(id, (g * w).sum().into_scalar::<f64>())?),
     )?;
     acc.end_step();
     Ok(acc.scores())
@@ -149,8 +290,8 @@ pub fn taylor_pass_scores(
 
 /// The paper's static ablation score: |L(W) − L(W = 0)| per still-dense projection, each loss
 /// the mean over the first `batches` training batches in order, dropout off. The bias stays.
-pub fn ablation_pass_scores(
-    model: &BertForSequenceClassification,
+pub fn ablation_pass_scores<M: OpfModel>(
+    model: &M,
     train: &[Features],
     batches: usize,
     batch_size: usize,
@@ -162,7 +303,7 @@ pub fn ablation_pass_scores(
     let data: Vec<_> = Batches::new(train, batch_size, pad_id, Order::Sequential)?
         .take(batches.max(1))
         .collect();
-    let loss = |m: &BertForSequenceClassification| -> Result<f64, TrainError> {
+    let loss = |m: &M| -> Result<f64, TrainError> {
         let mut total = 0.0;
         for batch in &data {
             let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
@@ -175,12 +316,12 @@ pub fn ablation_pass_scores(
     let mut losses = Vec::new();
     for (path, _) in dense_candidates(&model) {
         let mut zeroed = model.clone();
-        let l = zeroed.bert.linear(path);
+        let l = zeroed.linear(path);
         let zero =
             ProjLinear::from_hf(Tensor::zeros([l.d_output(), l.d_input()], &inner), l.bias());
-        zeroed.bert.set_linear(path, zero)?;
+        zeroed.set_linear(path, zero)?;
         let zeroed = loss(&zeroed)?;
-        losses.push((matrix_id(path), AblationLoss { baseline, zeroed }));
+        losses.push((M::matrix_id(path), AblationLoss { baseline, zeroed }));
     }
     Ok(ablation_scores(losses)?)
 }
@@ -290,11 +431,7 @@ impl<'a> SelectionRounds<'a> {
     }
 
     /// The scores a round at `at` uses.
-    fn scores(
-        &self,
-        model: &BertForSequenceClassification,
-        at: RoundAt,
-    ) -> Result<ScoreTable, TrainError> {
+    fn scores<M: OpfModel>(&self, model: &M, at: RoundAt) -> Result<ScoreTable, TrainError> {
         let seed = self.seed.wrapping_add(match at {
             RoundAt::Epoch(e) => e as u64,
             RoundAt::Step(s) => s as u64,
@@ -311,11 +448,7 @@ impl<'a> SelectionRounds<'a> {
     }
 
     /// Runs the round of `plan` at `at`, if any.
-    fn round(
-        &mut self,
-        at: RoundAt,
-        mut model: BertForSequenceClassification,
-    ) -> Result<BertForSequenceClassification, TrainError> {
+    fn round<M: OpfModel>(&mut self, at: RoundAt, mut model: M) -> Result<M, TrainError> {
         let Some(round) = self.plan.round_at(at).cloned() else {
             return Ok(model);
         };
@@ -330,18 +463,16 @@ impl<'a> SelectionRounds<'a> {
         for short in &selection.shortfalls {
             tracing::warn!(?short, "fewer matrices than asked for in a group");
         }
-        let paths: Vec<LinearPath> = selection
+        let paths: Vec<M::Path> = selection
             .chosen
             .iter()
-            .filter_map(|s| linear_path(s.matrix))
+            .filter_map(|s| M::linear_path(s.matrix))
             .collect();
-        model
-            .bert
-            .over_parameterize(&paths, &self.preset, self.core_training)?;
+        model.over_parameterize(&paths, &self.preset, self.core_training)?;
         for s in &selection.chosen {
             tracing::info!(
                 ?at,
-                matrix = %s.matrix.hf_name(Arch::Bert),
+                matrix = %s.matrix.hf_name(M::ARCH),
                 score = s.score,
                 group = ?s.group,
                 rank = s.rank,
@@ -364,38 +495,26 @@ impl<'a> SelectionRounds<'a> {
     }
 }
 
-impl RoundHook<BertForSequenceClassification> for SelectionRounds<'_> {
-    fn at_epoch_start(
-        &mut self,
-        epoch: usize,
-        model: BertForSequenceClassification,
-    ) -> Result<BertForSequenceClassification, TrainError> {
+impl<M: OpfModel> RoundHook<M> for SelectionRounds<'_> {
+    fn at_epoch_start(&mut self, epoch: usize, model: M) -> Result<M, TrainError> {
         self.round(RoundAt::Epoch(epoch), model)
     }
 
-    fn after_backward(
-        &mut self,
-        model: &BertForSequenceClassification,
-        grads: &mut GradientsParams,
-    ) -> Result<(), TrainError> {
+    fn after_backward(&mut self, model: &M, grads: &mut GradientsParams) -> Result<(), TrainError> {
         let Some(acc) = &mut self.taylor else {
             return Ok(());
         };
         for (path, weight) in dense_candidates(model) {
             if let Some(g) = grads.get::<2>(weight.id) {
                 let inner = (g * weight.val().inner()).sum().into_scalar::<f64>();
-                acc.add_inner(matrix_id(path), inner)?;
+                acc.add_inner(M::matrix_id(path), inner)?;
             }
         }
         acc.end_step();
         Ok(())
     }
 
-    fn after_step(
-        &mut self,
-        step: usize,
-        model: BertForSequenceClassification,
-    ) -> Result<BertForSequenceClassification, TrainError> {
+    fn after_step(&mut self, step: usize, model: M) -> Result<M, TrainError> {
         self.round(RoundAt::Step(step), model)
     }
 }
@@ -414,6 +533,35 @@ mod tests {
         }
         assert_eq!(
             linear_path(MatrixId::decoder(0, MatrixKind::CrossQuery)),
+            None
+        );
+    }
+
+    #[test]
+    fn bart_ids_round_trip() {
+        for layer in 0..3 {
+            for &kind in &BartLinearKind::ENCODER {
+                let p = BartLinearPath::encoder(layer, kind);
+                assert_eq!(bart_matrix_id(p).stack, Stack::Encoder);
+                assert_eq!(bart_linear_path(bart_matrix_id(p)), Some(p));
+            }
+            for &kind in &BartLinearKind::DECODER {
+                let p = BartLinearPath::decoder(layer, kind);
+                assert_eq!(bart_matrix_id(p).stack, Stack::Decoder);
+                assert_eq!(bart_linear_path(bart_matrix_id(p)), Some(p));
+            }
+        }
+        let cross = BartLinearPath::decoder(1, BartLinearKind::CrossQuery);
+        assert_eq!(
+            bart_matrix_id(cross),
+            MatrixId::decoder(1, MatrixKind::CrossQuery)
+        );
+        assert_eq!(
+            bart_matrix_id(cross).hf_name(Arch::Bart).to_string(),
+            format!("{cross}.weight")
+        );
+        assert_eq!(
+            bart_linear_path(MatrixId::encoder(0, MatrixKind::CrossKey)),
             None
         );
     }
