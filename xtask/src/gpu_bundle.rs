@@ -1,7 +1,8 @@
 //! `cargo xtask gpu-bundle`: builds the `opf` binary with the CubeCL CUDA backend on this
 //! machine (no CUDA toolkit needed: the driver and NVRTC are loaded at run time), strips it and
 //! puts it with `scripts/gpu-bench/` into `dist/gpu-bench/`, a folder that runs on a GPU machine
-//! with no cargo and no internet: `dist/gpu-bench/run.sh`.
+//! with no cargo and no internet: `dist/gpu-bench/run.sh`. The build machine needs internet once:
+//! cubecl-cuda 0.11 links cubecl-llvm, whose build script downloads an LLVM bundle.
 
 use std::path::Path;
 use std::process::Command;
