@@ -79,6 +79,25 @@ fn opf(args: &[&str]) -> Output {
         .expect("opf runs")
 }
 
+/// `opf glue MRPC` on `model` with the MRPC fixtures in `glue`, output in `run`, the shipped
+/// `configs/mrpc.toml` and length 32, then `extra` flags.
+fn glue_mrpc(model: &Path, glue: &Path, run: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opf"))
+        .args(["glue", "MRPC", "--config"])
+        .arg(manifest_dir().join("../../configs/mrpc.toml"))
+        .arg("--model")
+        .arg(model)
+        .arg("--data-dir")
+        .arg(glue)
+        .arg("--output-dir")
+        .arg(run)
+        .args(["--max-seq-length", "32"])
+        .args(extra)
+        .env_remove("GLUE_DIR")
+        .output()
+        .expect("opf runs")
+}
+
 fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -128,32 +147,23 @@ fn opf_run_predicts_and_exports_and_opf_export_rebuilds_it() {
         glue(tmp.path()),
         tmp.path().join("run"),
     );
-    let config = manifest_dir().join("../../configs/mrpc.toml");
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let args = [
-        "glue",
-        "MRPC",
-        "--config",
-        &s(&config),
-        "--model",
-        &s(&model),
-        "--data-dir",
-        &s(&glue),
-        "--output-dir",
-        &s(&run),
-        "--max-seq-length",
-        "32",
-        "--num-train-epochs",
-        "2",
-        "--per-device-train-batch-size",
-        "2",
-        "--mpo-preset",
-        "opf:3",
-        "--mpo-targets",
-        "ffn",
-        "--do-predict",
-    ];
-    let log = stdout(&opf(&args));
+    let log = stdout(&glue_mrpc(
+        &model,
+        &glue,
+        &run,
+        &[
+            "--num-train-epochs",
+            "2",
+            "--per-device-train-batch-size",
+            "2",
+            "--mpo-preset",
+            "opf:3",
+            "--mpo-targets",
+            "ffn",
+            "--do-predict",
+        ],
+    ));
     assert!(log.contains("OPF: 4 matrices over-parameterized"), "{log}");
     assert!(log.contains("(merged)"), "{log}");
     assert!(log.contains("4 MPO layers merged"), "{log}");
@@ -265,30 +275,21 @@ fn seeds_report_mean_and_std_over_runs() {
         glue(tmp.path()),
         tmp.path().join("run"),
     );
-    let config = manifest_dir().join("../../configs/mrpc.toml");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    let log = stdout(&opf(&[
-        "glue",
-        "MRPC",
-        "--config",
-        &s(&config),
-        "--model",
-        &s(&model),
-        "--data-dir",
-        &s(&glue),
-        "--output-dir",
-        &s(&run),
-        "--max-seq-length",
-        "32",
-        "--num-train-epochs",
-        "1",
-        "--per-device-train-batch-size",
-        "2",
-        "--seed",
-        "7",
-        "--seeds",
-        "2",
-    ]));
+    let log = stdout(&glue_mrpc(
+        &model,
+        &glue,
+        &run,
+        &[
+            "--num-train-epochs",
+            "1",
+            "--per-device-train-batch-size",
+            "2",
+            "--seed",
+            "7",
+            "--seeds",
+            "2",
+        ],
+    ));
     assert!(log.contains("2 seeds [7, 8]"), "{log}");
     for seed in ["seed-7", "seed-8"] {
         assert!(
@@ -311,8 +312,6 @@ fn seeds_report_mean_and_std_over_runs() {
 fn taylor_step_rounds_and_ablation_selection_run_and_are_recorded() {
     let tmp = tempfile::tempdir().unwrap();
     let (model, glue) = (tiny_model(tmp.path()), glue(tmp.path()));
-    let config = manifest_dir().join("../../configs/mrpc.toml");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     let cases: [(&str, &[&str], &str); 2] = [
         (
             "taylor",
@@ -343,18 +342,6 @@ fn taylor_step_rounds_and_ablation_selection_run_and_are_recorded() {
     for (name, extra, at) in cases {
         let run = tmp.path().join(name);
         let mut args = vec![
-            "glue",
-            "MRPC",
-            "--config",
-            &s(&config),
-            "--model",
-            &s(&model),
-            "--data-dir",
-            &s(&glue),
-            "--output-dir",
-            &s(&run),
-            "--max-seq-length",
-            "32",
             "--num-train-epochs",
             "2",
             "--per-device-train-batch-size",
@@ -365,13 +352,9 @@ fn taylor_step_rounds_and_ablation_selection_run_and_are_recorded() {
             "1",
             "--weight-types",
             "FFN_1",
-        ]
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let log = stdout(&opf(&args));
+        ];
+        args.extend_from_slice(extra);
+        let log = stdout(&glue_mrpc(&model, &glue, &run, &args));
         assert!(
             log.contains(&format!("selection round {at}")),
             "{name}: {log}"
@@ -393,35 +376,27 @@ fn bart_opf_run_with_cross_attention_predicts_exports_and_reexports() {
         glue(tmp.path()),
         tmp.path().join("run"),
     );
-    let config = manifest_dir().join("../../configs/mrpc.toml");
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let log = stdout(&opf(&[
-        "glue",
-        "MRPC",
-        "--config",
-        &s(&config),
-        "--model",
-        &s(&model),
-        "--data-dir",
-        &s(&glue),
-        "--output-dir",
-        &s(&run),
-        "--max-seq-length",
-        "32",
-        "--num-train-epochs",
-        "2",
-        "--per-device-train-batch-size",
-        "2",
-        "--learning-rate",
-        "1e-3",
-        "--logging-steps",
-        "1",
-        "--mpo-preset",
-        "opf:3",
-        "--mpo-targets",
-        "ffn,decoder.cross_attention",
-        "--do-predict",
-    ]));
+    let log = stdout(&glue_mrpc(
+        &model,
+        &glue,
+        &run,
+        &[
+            "--num-train-epochs",
+            "2",
+            "--per-device-train-batch-size",
+            "2",
+            "--learning-rate",
+            "1e-3",
+            "--logging-steps",
+            "1",
+            "--mpo-preset",
+            "opf:3",
+            "--mpo-targets",
+            "ffn,decoder.cross_attention",
+            "--do-predict",
+        ],
+    ));
     // FFN of 2 encoder + 2 decoder layers, 4 cross-attention projections of 2 decoder layers.
     assert!(log.contains("OPF: 16 matrices over-parameterized"), "{log}");
     assert!(
@@ -505,32 +480,23 @@ fn bart_selection_round_is_recorded() {
         glue(tmp.path()),
         tmp.path().join("run"),
     );
-    let config = manifest_dir().join("../../configs/mrpc.toml");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    let log = stdout(&opf(&[
-        "glue",
-        "MRPC",
-        "--config",
-        &s(&config),
-        "--model",
-        &s(&model),
-        "--data-dir",
-        &s(&glue),
-        "--output-dir",
-        &s(&run),
-        "--max-seq-length",
-        "32",
-        "--num-train-epochs",
-        "1",
-        "--per-device-train-batch-size",
-        "2",
-        "--mpo-preset",
-        "opf:3",
-        "--top-n",
-        "1",
-        "--weight-types",
-        "FFN_1,cross_attention",
-    ]));
+    let log = stdout(&glue_mrpc(
+        &model,
+        &glue,
+        &run,
+        &[
+            "--num-train-epochs",
+            "1",
+            "--per-device-train-batch-size",
+            "2",
+            "--mpo-preset",
+            "opf:3",
+            "--top-n",
+            "1",
+            "--weight-types",
+            "FFN_1,cross_attention",
+        ],
+    ));
     assert!(log.contains("selection round at epoch 0"), "{log}");
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();

@@ -41,7 +41,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use burn::module::{Initializer, Param};
@@ -58,6 +58,7 @@ use crate::bert::{
 use crate::checkpoint::{
     Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, write_safetensors,
 };
+use crate::config_io;
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 
 /// Permalink prefix of the ported file, for the item docs below.
@@ -190,68 +191,42 @@ impl Default for BartConfig {
 impl BartConfig {
     /// Parses and [validates](Self::validate) a `config.json` text.
     pub fn from_json_str(json: &str) -> Result<Self, ModelError> {
-        let config: Self =
-            serde_json::from_str(json).map_err(|source| ModelError::ConfigParse {
-                path: PathBuf::new(),
-                source,
-            })?;
-        config.validate()?;
-        Ok(config)
+        config_io::parse(json, Self::validate)
     }
 
     /// Reads and [validates](Self::validate) a `config.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ModelError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json_str(&text).map_err(|err| match err {
-            ModelError::ConfigParse { source, .. } => ModelError::ConfigParse {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
-        })
+        config_io::read(path.as_ref(), Self::validate)
     }
 
     /// The config as pretty-printed JSON, in the `config.json` format.
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a BartConfig always serialises")
+        config_io::to_json(self)
     }
 
     /// Writes [`to_json_string`](Self::to_json_string) to `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
-        let path = path.as_ref();
-        std::fs::write(path, self.to_json_string()).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        config_io::write(self, path.as_ref())
     }
 
     /// Checks that the values describe a BART this crate can build and classify with.
     pub fn validate(&self) -> Result<(), ModelError> {
         let fail = |msg: String| Err(ModelError::InvalidConfig(msg));
-        if self.model_type != "bart" {
-            return fail(format!(
-                "model_type is {:?}, expected \"bart\"",
-                self.model_type
-            ));
-        }
-        let sizes = [
-            ("vocab_size", self.vocab_size),
-            ("d_model", self.d_model),
-            ("encoder_layers", self.encoder_layers),
-            ("decoder_layers", self.decoder_layers),
-            ("encoder_attention_heads", self.encoder_attention_heads),
-            ("decoder_attention_heads", self.decoder_attention_heads),
-            ("encoder_ffn_dim", self.encoder_ffn_dim),
-            ("decoder_ffn_dim", self.decoder_ffn_dim),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ];
-        if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
-            return fail(format!("{name} must be positive"));
-        }
+        config_io::check_type_and_sizes(
+            &self.model_type,
+            "bart",
+            &[
+                ("vocab_size", self.vocab_size),
+                ("d_model", self.d_model),
+                ("encoder_layers", self.encoder_layers),
+                ("decoder_layers", self.decoder_layers),
+                ("encoder_attention_heads", self.encoder_attention_heads),
+                ("decoder_attention_heads", self.decoder_attention_heads),
+                ("encoder_ffn_dim", self.encoder_ffn_dim),
+                ("decoder_ffn_dim", self.decoder_ffn_dim),
+                ("max_position_embeddings", self.max_position_embeddings),
+            ],
+        )?;
         for (name, heads) in [
             ("encoder_attention_heads", self.encoder_attention_heads),
             ("decoder_attention_heads", self.decoder_attention_heads),

@@ -33,7 +33,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use burn::module::Initializer;
@@ -49,6 +49,7 @@ use crate::ModelError;
 use crate::checkpoint::{
     Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, write_safetensors,
 };
+use crate::config_io;
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 
 // ------------------------------------------------------------------------------------------------
@@ -211,66 +212,40 @@ impl Default for BertConfig {
 impl BertConfig {
     /// Parses and [validates](Self::validate) a `config.json` text.
     pub fn from_json_str(json: &str) -> Result<Self, ModelError> {
-        let config: Self =
-            serde_json::from_str(json).map_err(|source| ModelError::ConfigParse {
-                path: PathBuf::new(),
-                source,
-            })?;
-        config.validate()?;
-        Ok(config)
+        config_io::parse(json, Self::validate)
     }
 
     /// Reads and [validates](Self::validate) a `config.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ModelError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json_str(&text).map_err(|err| match err {
-            ModelError::ConfigParse { source, .. } => ModelError::ConfigParse {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
-        })
+        config_io::read(path.as_ref(), Self::validate)
     }
 
     /// The config as pretty-printed JSON, in the `config.json` format.
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a BertConfig always serialises")
+        config_io::to_json(self)
     }
 
     /// Writes [`to_json_string`](Self::to_json_string) to `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
-        let path = path.as_ref();
-        std::fs::write(path, self.to_json_string()).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        config_io::write(self, path.as_ref())
     }
 
     /// Checks that the values describe a BERT this crate can build.
     pub fn validate(&self) -> Result<(), ModelError> {
         let fail = |msg: String| Err(ModelError::InvalidConfig(msg));
-        if self.model_type != "bert" {
-            return fail(format!(
-                "model_type is {:?}, expected \"bert\"",
-                self.model_type
-            ));
-        }
-        let sizes = [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("intermediate_size", self.intermediate_size),
-            ("max_position_embeddings", self.max_position_embeddings),
-            ("type_vocab_size", self.type_vocab_size),
-        ];
-        if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
-            return fail(format!("{name} must be positive"));
-        }
+        config_io::check_type_and_sizes(
+            &self.model_type,
+            "bert",
+            &[
+                ("vocab_size", self.vocab_size),
+                ("hidden_size", self.hidden_size),
+                ("num_hidden_layers", self.num_hidden_layers),
+                ("num_attention_heads", self.num_attention_heads),
+                ("intermediate_size", self.intermediate_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+                ("type_vocab_size", self.type_vocab_size),
+            ],
+        )?;
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return fail(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",

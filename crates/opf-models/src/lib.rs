@@ -17,6 +17,7 @@
 pub mod bart;
 pub mod bert;
 pub mod checkpoint;
+mod config_io;
 pub mod error;
 pub mod linear;
 pub mod mpo_linear;

@@ -33,7 +33,7 @@
 //! ```
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use burn::module::{Initializer, Param};
@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use crate::ModelError;
 use crate::bert::{HiddenAct, extended_attention_mask};
 use crate::checkpoint::{Checkpoint, LoadReport, write_safetensors};
+use crate::config_io;
 use crate::linear::{
     self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, dense_from_hf,
 };
@@ -142,70 +143,44 @@ impl Default for T5Config {
 impl T5Config {
     /// Parses and [validates](Self::validate) a `config.json` text.
     pub fn from_json_str(json: &str) -> Result<Self, ModelError> {
-        let config: Self =
-            serde_json::from_str(json).map_err(|source| ModelError::ConfigParse {
-                path: PathBuf::new(),
-                source,
-            })?;
-        config.validate()?;
-        Ok(config)
+        config_io::parse(json, Self::validate)
     }
 
     /// Reads and [validates](Self::validate) a `config.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ModelError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json_str(&text).map_err(|err| match err {
-            ModelError::ConfigParse { source, .. } => ModelError::ConfigParse {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
-        })
+        config_io::read(path.as_ref(), Self::validate)
     }
 
     /// The config as pretty-printed JSON, in the `config.json` format.
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a T5Config always serialises")
+        config_io::to_json(self)
     }
 
     /// Writes [`to_json_string`](Self::to_json_string) to `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
-        let path = path.as_ref();
-        std::fs::write(path, self.to_json_string()).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        config_io::write(self, path.as_ref())
     }
 
     /// Checks that the values describe a T5 this crate can build.
     pub fn validate(&self) -> Result<(), ModelError> {
         let fail = |msg: String| Err(ModelError::InvalidConfig(msg));
-        if self.model_type != "t5" {
-            return fail(format!(
-                "model_type is {:?}, expected \"t5\"",
-                self.model_type
-            ));
-        }
-        let sizes = [
-            ("vocab_size", self.vocab_size),
-            ("d_model", self.d_model),
-            ("d_kv", self.d_kv),
-            ("d_ff", self.d_ff),
-            ("num_layers", self.num_layers),
-            ("num_decoder_layers", self.num_decoder_layers()),
-            ("num_heads", self.num_heads),
-            (
-                "relative_attention_num_buckets",
-                self.relative_attention_num_buckets,
-            ),
-        ];
-        if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
-            return fail(format!("{name} must be positive"));
-        }
+        config_io::check_type_and_sizes(
+            &self.model_type,
+            "t5",
+            &[
+                ("vocab_size", self.vocab_size),
+                ("d_model", self.d_model),
+                ("d_kv", self.d_kv),
+                ("d_ff", self.d_ff),
+                ("num_layers", self.num_layers),
+                ("num_decoder_layers", self.num_decoder_layers()),
+                ("num_heads", self.num_heads),
+                (
+                    "relative_attention_num_buckets",
+                    self.relative_attention_num_buckets,
+                ),
+            ],
+        )?;
         // The bucket function takes logs of max_distance / max_exact (modeling_t5.py:252).
         let max_exact = self.relative_attention_num_buckets / 4;
         if max_exact == 0 || self.relative_attention_max_distance <= max_exact {

@@ -20,13 +20,13 @@ use opf_glue::{Batches, Features, Order};
 
 use crate::{RoundHook, SequenceClassifier, TrainError, batch_tensors, task_loss};
 
-/// The masked parameters: ids and record paths of the float parameters of rank 1 and 2 whose
-/// path contains `layers`.
-fn layer_params<M: Module>(model: &M) -> Vec<(ParamId, usize)> {
+/// The masked parameters: id and shape of the float parameters of rank 1 and 2 whose record path
+/// contains `layers`.
+fn layer_params<M: Module>(model: &M) -> Vec<(ParamId, Vec<usize>)> {
     #[derive(Default)]
     struct Visit {
         path: Vec<String>,
-        found: Vec<(ParamId, usize)>,
+        found: Vec<(ParamId, Vec<usize>)>,
     }
     impl ModuleVisitor for Visit {
         fn enter_module(&mut self, name: &str, _: &str) {
@@ -37,7 +37,8 @@ fn layer_params<M: Module>(model: &M) -> Vec<(ParamId, usize)> {
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if (D == 1 || D == 2) && self.path.iter().any(|p| p == "layers") {
-                self.found.push((param.id, D));
+                self.found
+                    .push((param.id, param.lazy_shape().dims::<D>().to_vec()));
             }
         }
     }
@@ -92,8 +93,9 @@ impl ChildTuningMasks {
             let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
             let loss = task_loss(model.logits(ids, types, mask), labels, device);
             let grads = GradientsParams::from_grads(loss.backward(), model);
-            for &(id, rank) in &params {
-                let data = match rank {
+            for (id, shape) in &params {
+                let id = *id;
+                let data = match shape.len() {
                     1 => grads.get::<1>(id).map(Tensor::into_data),
                     _ => grads.get::<2>(id).map(Tensor::into_data),
                 };
@@ -119,13 +121,14 @@ impl ChildTuningMasks {
             ..Self::default()
         };
         let inner = device.clone().inner();
-        for (id, rank) in params {
+        for (id, shape) in params {
             let Some(values) = fisher.get(&id) else {
                 continue;
             };
             let keep: Vec<bool> = values.iter().map(|&v| v >= polar).collect();
             masks.kept += keep.iter().filter(|&&k| k).count();
-            let data = burn::tensor::TensorData::new(keep, model_shape(model, id, rank));
+            let rank = shape.len();
+            let data = burn::tensor::TensorData::new(keep, shape);
             if rank == 1 {
                 masks.rank1.insert(id, Tensor::from_data(data, &inner));
             } else {
@@ -153,28 +156,6 @@ impl ChildTuningMasks {
             }
         }
     }
-}
-
-/// The shape of parameter `id` of `model`.
-fn model_shape<M: Module>(model: &M, id: ParamId, rank: usize) -> Vec<usize> {
-    struct Find {
-        id: ParamId,
-        shape: Vec<usize>,
-    }
-    impl ModuleVisitor for Find {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if param.id == self.id {
-                self.shape = param.lazy_shape().dims::<D>().to_vec();
-            }
-        }
-    }
-    let mut f = Find {
-        id,
-        shape: Vec::new(),
-    };
-    model.visit(&mut f);
-    debug_assert_eq!(f.shape.len(), rank);
-    f.shape
 }
 
 /// numpy's `percentile` (linear interpolation) of sorted values.

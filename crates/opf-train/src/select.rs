@@ -504,10 +504,19 @@ impl<M: OpfModel> RoundHook<M> for SelectionRounds<'_> {
         let Some(acc) = &mut self.taylor else {
             return Ok(());
         };
-        for (path, weight) in dense_candidates(model) {
-            if let Some(g) = grads.get::<2>(weight.id) {
-                let inner = (g * weight.val().inner()).sum().into_scalar::<f64>();
-                acc.add_inner(M::matrix_id(path), inner)?;
+        // ⟨∇W, W⟩ of every candidate on the device, then one host transfer for all of them.
+        let (ids, inners): (Vec<_>, Vec<_>) = dense_candidates(model)
+            .into_iter()
+            .filter_map(|(path, weight)| {
+                let g = grads.get::<2>(weight.id)?;
+                Some((M::matrix_id(path), (g * weight.val().inner()).sum()))
+            })
+            .unzip();
+        if !inners.is_empty() {
+            let values = Tensor::cat(inners, 0).into_data().convert::<f64>();
+            let values = values.as_slice::<f64>().expect("f64 data");
+            for (id, &inner) in ids.into_iter().zip(values) {
+                acc.add_inner(id, inner)?;
             }
         }
         acc.end_step();
