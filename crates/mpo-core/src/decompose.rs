@@ -241,9 +241,8 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
     }
 
     let mut cores = Vec::with_capacity(m);
-    for k in 0..m - 1 {
+    for (k, mut a) in sweep.left.into_iter().enumerate() {
         // A'_k = U_kᵀ A_k U_{k+1}, as (r_k × q_k·r_{k+1}).
-        let mut a = sweep.left[k].clone();
         if let Some(u_next) = &u[k + 1] {
             a = matmul_rm(&a, old[k] * q[k], old[k + 1], u_next, ranks[k + 1]);
         }
@@ -252,7 +251,8 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
             a = matmul_rm(&ut, ranks[k], old[k], &a, q[k] * ranks[k + 1]);
         }
         let g = if k == 0 {
-            scale_cols(&a, ranks[1], &sqrt_all(&lam[1]))
+            scale_cols_in_place(&mut a, ranks[1], &sqrt_all(&lam[1]));
+            a
         } else {
             mix(&a, &bp[k], &lam[k], &lam[k + 1])
         };
@@ -343,6 +343,12 @@ fn scale_cols(a: &[f64], ncols: usize, s: &[f64]) -> Vec<f64> {
         .enumerate()
         .map(|(i, &x)| x * s[i % ncols])
         .collect()
+}
+
+/// `A ← A · diag(s)` for a row-major `A` with `ncols` columns.
+fn scale_cols_in_place(a: &mut [f64], ncols: usize, s: &[f64]) {
+    a.chunks_exact_mut(ncols)
+        .for_each(|row| row.iter_mut().zip(s).for_each(|(x, &f)| *x *= f));
 }
 
 fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {

@@ -4,6 +4,7 @@
 //! one, so no data is copied on the way in.
 
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::prelude::ReborrowMut;
 use faer::{Accum, Mat, MatMut, MatRef, Side, get_global_parallelism};
 
@@ -62,11 +63,24 @@ fn gram_svd(
     // The row-major buffer read column-major is Aᵀ (n × m).
     let at = MatRef::from_column_major_slice(a, n, m);
     let par = get_global_parallelism();
-    let gram = if m >= n {
-        at * at.transpose()
+    // Only the lower triangle is formed (half the GEMM) and read by the eigensolver.
+    let (lhs, rhs) = if m >= n {
+        (at, at.transpose())
     } else {
-        at.transpose() * at
+        (at.transpose(), at)
     };
+    let mut gram = Mat::<f64>::zeros(k, k);
+    triangular::matmul(
+        gram.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        lhs,
+        BlockStructure::Rectangular,
+        rhs,
+        BlockStructure::Rectangular,
+        1.0,
+        par,
+    );
     let eig = gram
         .self_adjoint_eigen(Side::Lower)
         .map_err(|_| MpoError::SvdNoConvergence { rows: m, cols: n })?;
