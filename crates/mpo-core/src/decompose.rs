@@ -5,6 +5,8 @@
 //! `[a, 1, …, 1, b]` shapes this turns the original's `n - 1` SVDs (plus `2(n - 1)` more for the
 //! gauge) into one SVD of the reshaped `(a·c) × (b·d)` matrix.
 
+use rayon::prelude::*;
+
 use crate::linalg::{matmul_rm, svd};
 use crate::mpo::{flat_index, interleave_offsets};
 use crate::{Core, Mpo, MpoError, MpoShape, Orientation, Truncation};
@@ -295,19 +297,24 @@ fn expand(shape: &MpoShape, kept: &[usize], reduced: Reduced, error_bound: f64) 
         .collect();
     let ranks: Vec<usize> = bond_map.iter().map(|&m| reduced.ranks[m]).collect();
     let mut reduced_cores = reduced.cores.into_iter();
-    let cores = (0..n)
+    let slots: Vec<Option<Vec<f64>>> = (0..n)
         .map(|k| {
+            kept.contains(&k)
+                .then(|| reduced_cores.next().unwrap_or_default())
+        })
+        .collect();
+    // The identities of a 15-core OPF shape are ~140 MB for an FFN matrix: written in parallel.
+    let cores = slots
+        .into_par_iter()
+        .enumerate()
+        .map(|(k, data)| {
             let dims = [
                 ranks[k],
                 shape.row_factors()[k],
                 shape.col_factors()[k],
                 ranks[k + 1],
             ];
-            let data = if kept.contains(&k) {
-                reduced_cores.next().unwrap_or_default()
-            } else {
-                identity(ranks[k])
-            };
+            let data = data.unwrap_or_else(|| identity(ranks[k]));
             Core { dims, data }
         })
         .collect();
