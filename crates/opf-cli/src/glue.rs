@@ -607,7 +607,6 @@ fn run_model<M: GlueModel>(
             &data,
             &args,
             &train_device,
-            cmd.resume,
         )?),
         _ => None,
     };
@@ -787,14 +786,8 @@ fn selection_rounds<'a>(
     data: &'a TrainData,
     args: &TrainArgs,
     device: &burn::tensor::Device,
-    resume: bool,
 ) -> Result<SelectionRounds<'a>> {
     let dynamic = cfg.dynamic_decom.unwrap_or(false);
-    if resume && dynamic {
-        bail!(
-            "--resume with --dynamic-decom is not supported: the checkpoint's MPO layout depends on the rounds already run"
-        );
-    }
     let steps = data.train.len().div_ceil(args.per_device_train_batch_size);
     let schedule = match (dynamic, cfg.round_steps) {
         (true, Some(every_steps)) => Schedule::StepRounds {

@@ -1477,6 +1477,22 @@ impl BertForSequenceClassification {
         )
     }
 
+    /// Gives every dense projection that the burn record at `path` (a training checkpoint) stores
+    /// as MPO cores an MPO layer of the stored core shapes, with zero cores, so that the record
+    /// loads into this model: a run whose selection rounds over-parameterized matrices during
+    /// training resumes from a dense model. Projections already MPO are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Record`] if the file is unreadable or a stored core shape is invalid.
+    pub fn with_record_layout(
+        self,
+        path: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        linear::with_record_layout(self, path.as_ref(), |model| &mut model.bert, device)
+    }
+
     /// Every tensor in the Hugging Face `BertForSequenceClassification` layout: `bert.`-prefixed
     /// names, `(out, in)` linear weights, `f32` data, in `named_parameters()` order.
     pub fn hf_tensors(&self) -> Vec<(String, TensorData)> {

@@ -7,6 +7,7 @@
 //! code following Hugging Face or the OPF paper (which decomposes the `(out, in)` matrix) never
 //! transposes by hand.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -344,12 +345,41 @@ pub(crate) fn load_record<M: Module, S: LinearSlots>(
         Some(&[_, n]) => n,
         other => return Err(mismatch(format!("{head_name} has shape {other:?}"))),
     };
-    let mut model = new(Some(num_labels));
+    adopt_mpo_layout(new(Some(num_labels)), path, &shapes, slots, device)?
+        .try_load_file(path)
+        .map_err(|e| mismatch(e.to_string()))
+}
+
+/// [`adopt_mpo_layout`] with the shapes read from the record file at `path`.
+pub(crate) fn with_record_layout<M: Module, S: LinearSlots>(
+    model: M,
+    path: &Path,
+    slots: impl Fn(&mut M) -> &mut S,
+    device: &Device,
+) -> Result<M, ModelError> {
+    let shapes = crate::checkpoint::record_shapes(path)?;
+    adopt_mpo_layout(model, path, &shapes, slots, device)
+}
+
+/// Replaces every dense projection of `model` that is an MPO layer in the record at `path` (tensor
+/// shapes `shapes`, from [`crate::checkpoint::record_shapes`]) by a zero MPO layer of the stored
+/// core shapes, so that the record loads. Projections already MPO stay as they are.
+fn adopt_mpo_layout<M: Module, S: LinearSlots>(
+    mut model: M,
+    path: &Path,
+    shapes: &BTreeMap<String, Vec<usize>>,
+    slots: impl Fn(&mut M) -> &mut S,
+    device: &Device,
+) -> Result<M, ModelError> {
+    let mismatch = |message: String| ModelError::Record {
+        path: path.to_path_buf(),
+        message,
+    };
     let names = param_paths(&model);
     let paths = slots(&mut model).slot_paths();
     for path in paths {
         let ProjLinear::Dense(dense) = slots(&mut model).slot(path) else {
-            unreachable!("a new model is dense");
+            continue;
         };
         let name = &names[&dense.weight.id];
         let prefix = name.strip_suffix(".Dense.weight").unwrap_or(name);
@@ -368,9 +398,7 @@ pub(crate) fn load_record<M: Module, S: LinearSlots>(
                 .map_err(|e| mismatch(e.to_string()))?;
         }
     }
-    model
-        .try_load_file(path)
-        .map_err(|e| mismatch(e.to_string()))
+    Ok(model)
 }
 
 #[cfg(test)]

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Group, GroupRule, MatrixId, ScoreTable, SelectError, WeightTypes};
 
-/// One chosen matrix, for logs and `metrics.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One chosen matrix, for logs, `metrics.json` and checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Selected {
     /// The matrix. Its shape family (attention or FFN) follows its kind, not its group.
     pub matrix: MatrixId,

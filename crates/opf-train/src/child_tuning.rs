@@ -190,6 +190,14 @@ impl<M> RoundHook<M> for ChildTuningD<'_, M> {
     fn after_step(&mut self, step: usize, model: M) -> Result<M, TrainError> {
         self.inner.after_step(step, model)
     }
+
+    fn save_state(&self) -> Option<serde_json::Value> {
+        self.inner.save_state()
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), TrainError> {
+        self.inner.restore_state(state)
+    }
 }
 
 #[cfg(test)]

@@ -345,8 +345,8 @@ pub enum Score {
     },
 }
 
-/// One selection round as logged and recorded in `metrics.json`.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One selection round as logged and recorded in `metrics.json` (and in checkpoints).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RoundLog {
     /// When the round ran: at an epoch start or after a number of optimizer steps.
     pub at: RoundAt,
@@ -526,6 +526,41 @@ impl<M: OpfModel> RoundHook<M> for SelectionRounds<'_> {
     fn after_step(&mut self, step: usize, model: M) -> Result<M, TrainError> {
         self.round(RoundAt::Step(step), model)
     }
+
+    /// The rounds run so far and the Taylor window: the MPO layout itself is in the checkpoint's
+    /// model record, and Fisher and ablation rounds rescore from the model when they run.
+    fn save_state(&self) -> Option<serde_json::Value> {
+        let state = RoundsState {
+            log: self.log.clone(),
+            taylor: self.taylor.clone(),
+        };
+        Some(serde_json::to_value(state).expect("selection state serializes"))
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), TrainError> {
+        let state: RoundsState = serde_json::from_value(state)
+            .map_err(|e| TrainError::Checkpoint(format!("selection state: {e}")))?;
+        if state.taylor.is_some() != self.taylor.is_some() {
+            return Err(TrainError::Checkpoint(
+                "selection state: the checkpoint was written with another --score".into(),
+            ));
+        }
+        self.decomposed = state
+            .log
+            .iter()
+            .flat_map(|round| round.chosen.iter().map(|c| c.matrix))
+            .collect();
+        self.log = state.log;
+        self.taylor = state.taylor;
+        Ok(())
+    }
+}
+
+/// What [`SelectionRounds`] keeps in a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RoundsState {
+    log: Vec<RoundLog>,
+    taylor: Option<TaylorAccumulator>,
 }
 
 #[cfg(test)]

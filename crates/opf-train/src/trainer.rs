@@ -27,6 +27,11 @@ pub trait SequenceClassifier: Module + Clone + core::fmt::Debug {
         token_type_ids: Tensor<2, Int>,
         attention_mask: Tensor<2, Int>,
     ) -> Tensor<2>;
+
+    /// This model with the MPO layout of the burn record at `path` (projections stored as MPO
+    /// cores become zero MPO layers of the stored shapes), so a checkpoint written after
+    /// selection rounds loads into the dense model a resumed run starts from.
+    fn adopt_record_layout(self, path: &Path, device: &Device) -> Result<Self, TrainError>;
 }
 
 impl SequenceClassifier for opf_models::BertForSequenceClassification {
@@ -37,6 +42,10 @@ impl SequenceClassifier for opf_models::BertForSequenceClassification {
         attention_mask: Tensor<2, Int>,
     ) -> Tensor<2> {
         self.forward(input_ids, token_type_ids, attention_mask)
+    }
+
+    fn adopt_record_layout(self, path: &Path, device: &Device) -> Result<Self, TrainError> {
+        Ok(opf_models::BertForSequenceClassification::with_record_layout(self, path, device)?)
     }
 }
 
@@ -56,6 +65,10 @@ impl SequenceClassifier for opf_models::BartForSequenceClassification {
     ) -> Tensor<2> {
         self.forward(input_ids, attention_mask)
             .unwrap_or_else(|err| panic!("BART classification: {err}"))
+    }
+
+    fn adopt_record_layout(self, path: &Path, device: &Device) -> Result<Self, TrainError> {
+        Ok(opf_models::BartForSequenceClassification::with_record_layout(self, path, device)?)
     }
 }
 
@@ -373,6 +386,7 @@ fn save_checkpoint<M: SequenceClassifier>(
     best: &M,
     optim: &ModuleOptimizer,
     state: &TrainerState,
+    rounds: Option<serde_json::Value>,
 ) -> Result<(), TrainError> {
     // Written into a fresh directory, then swapped in, so an interruption keeps the last good one.
     let ck = dir.checkpoint();
@@ -387,27 +401,71 @@ fn save_checkpoint<M: SequenceClassifier>(
     optim.save(tmp.join("optimizer")).map_err(rec)?;
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
     std::fs::write(tmp.join("trainer_state.json"), json).map_err(io_err(&tmp))?;
+    if let Some(rounds) = rounds {
+        let json = serde_json::to_vec_pretty(&rounds).expect("JSON value serializes");
+        std::fs::write(tmp.join(ROUNDS_STATE), json).map_err(io_err(&tmp))?;
+    }
     if ck.exists() {
         std::fs::remove_dir_all(&ck).map_err(io_err(&ck))?;
     }
     std::fs::rename(&tmp, &ck).map_err(io_err(&ck))
 }
 
+/// The [`RoundHook::save_state`] file inside a checkpoint.
+const ROUNDS_STATE: &str = "rounds.json";
+
+/// Loads the checkpoint into `model`'s architecture, each of the model and the best model in the
+/// MPO layout it was saved with; also returns the round hook's state when one was saved.
+#[allow(clippy::type_complexity)]
 fn load_checkpoint<M: SequenceClassifier>(
     dir: &RunDir,
     model: M,
     optim: ModuleOptimizer,
-) -> Result<(M, M, ModuleOptimizer, TrainerState), TrainError> {
+    device: &Device,
+) -> Result<
+    (
+        M,
+        M,
+        ModuleOptimizer,
+        TrainerState,
+        Option<serde_json::Value>,
+    ),
+    TrainError,
+> {
     let ck = dir.checkpoint();
     let rec = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
-    let state_path = ck.join("trainer_state.json");
-    let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
-    let state: TrainerState = serde_json::from_slice(&bytes)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", state_path.display())))?;
-    let best = model.clone().try_load_file(ck.join("best")).map_err(rec)?;
-    let model = model.try_load_file(ck.join("model")).map_err(rec)?;
+    let read_json = |name: &str| -> Result<Option<Vec<u8>>, TrainError> {
+        let path = ck.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    };
+    let parse_err = |name: &str, e: serde_json::Error| {
+        TrainError::Checkpoint(format!("{}: {e}", ck.join(name).display()))
+    };
+    let bytes = read_json("trainer_state.json")?.ok_or_else(|| {
+        TrainError::Checkpoint(format!("{}: trainer_state.json is missing", ck.display()))
+    })?;
+    let state: TrainerState =
+        serde_json::from_slice(&bytes).map_err(|e| parse_err("trainer_state.json", e))?;
+    let rounds = read_json(ROUNDS_STATE)?
+        .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| parse_err(ROUNDS_STATE, e)))
+        .transpose()?;
+    // burn appends the record extension to these stems.
+    let record = |stem: &str| ck.join(format!("{stem}.bpk"));
+    let best = model
+        .clone()
+        .adopt_record_layout(&record("best"), device)?
+        .try_load_file(ck.join("best"))
+        .map_err(rec)?;
+    let model = model
+        .adopt_record_layout(&record("model"), device)?
+        .try_load_file(ck.join("model"))
+        .map_err(rec)?;
     let optim = optim.load(ck.join("optimizer")).map_err(rec)?;
-    Ok((model, best, optim, state))
+    Ok((model, best, optim, state, rounds))
 }
 
 /// Fine-tunes `model` on `data` for `task`, writing checkpoints, `metrics.json` and `curves.svg`
@@ -458,6 +516,18 @@ pub trait RoundHook<M> {
     /// Called once `step` optimizer steps are complete; may change the model (step rounds).
     fn after_step(&mut self, _step: usize, model: M) -> Result<M, TrainError> {
         Ok(model)
+    }
+
+    /// State to keep in every checkpoint (rounds run so far, accumulated scores), restored by
+    /// [`restore_state`](Self::restore_state) when the run resumes. `None`: nothing to keep.
+    fn save_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Takes back the state [`save_state`](Self::save_state) put in the checkpoint a run resumes
+    /// from.
+    fn restore_state(&mut self, _state: serde_json::Value) -> Result<(), TrainError> {
+        Ok(())
     }
 }
 
@@ -516,8 +586,11 @@ pub fn train_with_rounds<M: SequenceClassifier>(
     let mut state = TrainerState::default();
     let resumed = resume && out.has_checkpoint();
     if resumed {
-        let (m, b, o, s) = load_checkpoint(out, model, optim)?;
+        let (m, b, o, s, hook_state) = load_checkpoint(out, model, optim, device)?;
         (model, best, optim, state) = (m, b, o, s);
+        if let Some(hook_state) = hook_state {
+            rounds.restore_state(hook_state)?;
+        }
         observer.on_message(&format!(
             "resumed from {} at step {}",
             out.checkpoint().display(),
@@ -601,7 +674,7 @@ pub fn train_with_rounds<M: SequenceClassifier>(
                     });
                 }
                 state.train_seconds = train_seconds_before + segment_start.elapsed().as_secs_f64();
-                save_checkpoint(out, &model, &best, &optim, &state)?;
+                save_checkpoint(out, &model, &best, &optim, &state, rounds.save_state())?;
                 write_reports(out, task, &state)?;
                 last_checkpoint = Some(state.global_step);
                 observer.on_message(&format!("checkpoint at step {}", state.global_step));

@@ -3,6 +3,7 @@
 //! Checked against direct computations on the tiny BERT; tolerances relative, f32 model.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -10,8 +11,16 @@ use burn::tensor::{Device, Tensor};
 use opf_glue::{Batches, Features, Label, Order, Split, Task};
 use opf_models::{BertForSequenceClassification, CoreTraining, LinearKind, LinearPath, ProjLinear};
 use opf_select::{GroupRule, Horizon, RoundAt, Schedule};
-use opf_train::select::{Score, SelectionRounds, ablation_pass_scores, matrix_id};
+use opf_train::select::{OpfModel, Score, SelectionRounds, ablation_pass_scores, matrix_id};
 use opf_train::{RoundHook, RunDir, Silent, TrainArgs, TrainData, batch_tensors, task_loss};
+
+/// burn-flex seeds one global RNG (dropout, head initialisation): tests that build or train a
+/// model hold this lock so that parallel tests do not draw from each other's streams.
+static RNG: Mutex<()> = Mutex::new(());
+
+fn rng_lock() -> MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn tiny_model(device: &Device) -> BertForSequenceClassification {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../opf-models/tests/fixtures/tiny-bert");
@@ -110,6 +119,7 @@ fn taylor_term(
 
 #[test]
 fn taylor_rounds_score_with_the_trainers_gradients() {
+    let _lock = rng_lock();
     let device = Device::flex().autodiff();
     let model = tiny_model(&device);
     let train = examples(8, 1);
@@ -161,6 +171,7 @@ fn taylor_rounds_score_with_the_trainers_gradients() {
 
 #[test]
 fn ablation_scores_are_the_loss_change_of_zeroing_each_matrix() {
+    let _lock = rng_lock();
     let device = Device::flex().autodiff();
     let model = tiny_model(&device);
     let train = examples(24, 2);
@@ -203,6 +214,7 @@ fn ablation_scores_are_the_loss_change_of_zeroing_each_matrix() {
 
 #[test]
 fn step_rounds_run_inside_training() {
+    let _lock = rng_lock();
     let device = Device::flex().autodiff();
     let train = examples(40, 7);
     let data = TrainData {
@@ -260,11 +272,153 @@ fn step_rounds_run_inside_training() {
     );
 }
 
+/// Records the step a run starts from and stops it after `stop_after`.
+#[derive(Default)]
+struct Segment {
+    stop_after: Option<usize>,
+    start: Option<usize>,
+}
+
+impl opf_train::Observer for Segment {
+    fn on_start(&mut self, _total: usize, start: usize) {
+        self.start = Some(start);
+    }
+    fn should_stop(&mut self, step: usize) -> bool {
+        self.stop_after == Some(step)
+    }
+}
+
+impl Segment {
+    fn until(step: usize) -> Self {
+        Segment {
+            stop_after: Some(step),
+            start: None,
+        }
+    }
+}
+
+/// Dynamic Taylor step rounds (after steps 3 and 6, window 3) survive interruptions: a run
+/// stopped after step 5 (epoch-end checkpoint: one matrix decomposed, the Taylor window of the
+/// step-6 round half full) and after step 8 (checkpoint at step 8, whose best model, from step 5,
+/// has fewer MPO layers than the model) and resumed each time ends bit-identical to an
+/// uninterrupted run: rounds, scores, history and weights.
+#[test]
+fn dynamic_rounds_resume_exactly() {
+    let _lock = rng_lock();
+    let device = Device::flex().autodiff();
+    let train = examples(40, 7);
+    let data = TrainData {
+        train: train.clone(),
+        dev: vec![(Split::Dev, examples(8, 8))],
+        pad_id: 0,
+    };
+    let args = TrainArgs {
+        learning_rate: 1e-3,
+        mpo_lr: None,
+        num_train_epochs: 2,
+        per_device_train_batch_size: 8,
+        per_device_eval_batch_size: 8,
+        warmup_steps: 0,
+        warmup_ratio: 0.0,
+        weight_decay: 0.01,
+        max_grad_norm: 1.0,
+        seed: 42,
+        eval_steps: 0,
+        logging_steps: 1,
+        save_steps: 4,
+    };
+    let schedule = Schedule::StepRounds {
+        every_steps: 3,
+        per_round: 1,
+    };
+    let run = |out: &Path, resume: bool, observer: &mut dyn opf_train::Observer| {
+        let mut hook = rounds(schedule, 2, Score::Taylor { window: 3 }, &train, &device);
+        let outcome = opf_train::train_with_rounds(
+            tiny_model(&device),
+            Task::Mrpc,
+            &data,
+            &args,
+            &RunDir::new(out),
+            resume,
+            &device,
+            observer,
+            &mut hook,
+        )
+        .unwrap();
+        (outcome, hook.log)
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let (full, full_log) = run(full_dir.path(), false, &mut Silent);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = run(dir.path(), false, &mut Segment::until(5));
+    assert_eq!(first.state.global_step, 5);
+    let mut segment = Segment::until(8);
+    let (second, _) = run(dir.path(), true, &mut segment);
+    assert_eq!(
+        (segment.start, second.state.global_step),
+        (Some(5), 8),
+        "resumed at the epoch-end checkpoint"
+    );
+    assert_eq!(
+        second.best.bert.mpo_paths().len() + 1,
+        second.last.bert.mpo_paths().len(),
+        "the step-8 checkpoint holds a best model of another layout"
+    );
+    let mut segment = Segment::default();
+    let (resumed, resumed_log) = run(dir.path(), true, &mut segment);
+    assert_eq!(
+        segment.start,
+        Some(8),
+        "resumed at the save_steps checkpoint"
+    );
+
+    let rounds = |log: &[opf_train::select::RoundLog]| -> Vec<(RoundAt, Vec<(String, f64)>)> {
+        log.iter()
+            .map(|r| {
+                let chosen = r
+                    .chosen
+                    .iter()
+                    .map(|c| (format!("{:?}", c.matrix), c.score))
+                    .collect();
+                (r.at, chosen)
+            })
+            .collect()
+    };
+    assert_eq!(rounds(&resumed_log), rounds(&full_log));
+    assert_eq!(full_log.len(), 2);
+    let steps = |o: &opf_train::TrainOutcome<BertForSequenceClassification>| {
+        o.state
+            .log
+            .iter()
+            .map(|l| (l.step, l.loss, l.lr, l.grad_norm))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(steps(&resumed), steps(&full));
+    assert_eq!(resumed.state.best, full.state.best);
+    let weights = |m: &BertForSequenceClassification| {
+        let mut m = m.clone();
+        m.merge_mpo();
+        let ProjLinear::Dense(l) = m.bert.linear(ffn1(1)) else {
+            panic!("merged")
+        };
+        l.weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(weights(&resumed.last), weights(&full.last));
+    assert_eq!(weights(&resumed.best), weights(&full.best));
+}
+
 /// ChildTuning-D: the Fisher pass keeps the requested fraction of the encoder-layer elements and
 /// the hook zeroes exactly the other gradients (a masked element does not move in an AdamW step
 /// without weight decay); parameters outside the layers are not masked.
 #[test]
 fn child_tuning_masks_keep_the_top_fraction_and_zero_the_rest() {
+    let _lock = rng_lock();
     use opf_train::NoRounds;
     use opf_train::child_tuning::{ChildTuningD, ChildTuningMasks};
     let device = Device::flex().autodiff();

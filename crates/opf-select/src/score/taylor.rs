@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use crate::{MatrixId, ScoreTable, SelectError};
 
 /// Accumulates Σ_{last t steps} |⟨∇_W L, W⟩_F| per matrix, without an extra data pass.
@@ -12,7 +14,10 @@ use crate::{MatrixId, ScoreTable, SelectError};
 /// update), call [`add`](Self::add) once per candidate matrix with its gradient and weight (same
 /// element order), then [`end_step`](Self::end_step). [`scores`](Self::scores) sums the last
 /// `window` completed steps. Calling `add` twice for one matrix in one step adds both terms.
-#[derive(Debug, Clone)]
+///
+/// Serializes (for training checkpoints) as `{window, step, terms: [[matrix, [[step, value]]]]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "TaylorState", try_from = "TaylorState")]
 pub struct TaylorAccumulator {
     window: usize,
     /// Completed steps so far; `add` writes into step `step`.
@@ -111,6 +116,44 @@ impl TaylorAccumulator {
     }
 }
 
+/// The serialized form of [`TaylorAccumulator`]: JSON maps need string keys, so the terms are a
+/// list of `(matrix, [(step, value)])`.
+#[derive(Serialize, Deserialize)]
+struct TaylorState {
+    window: usize,
+    step: usize,
+    terms: Vec<(MatrixId, Vec<(usize, f64)>)>,
+}
+
+impl From<TaylorAccumulator> for TaylorState {
+    fn from(acc: TaylorAccumulator) -> Self {
+        TaylorState {
+            window: acc.window,
+            step: acc.step,
+            terms: acc
+                .terms
+                .into_iter()
+                .map(|(id, terms)| (id, terms.into()))
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<TaylorState> for TaylorAccumulator {
+    type Error = SelectError;
+
+    fn try_from(state: TaylorState) -> Result<Self, SelectError> {
+        let mut acc = TaylorAccumulator::new(state.window)?;
+        acc.step = state.step;
+        acc.terms = state
+            .terms
+            .into_iter()
+            .map(|(id, terms)| (id, terms.into()))
+            .collect();
+        Ok(acc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +209,29 @@ mod tests {
             acc.add(q, &[f32::INFINITY], &[1.0]),
             Err(SelectError::NonFiniteGradient { matrix: q })
         );
+    }
+
+    #[test]
+    fn checkpoint_round_trip_keeps_the_window() {
+        let q = MatrixId::encoder(0, MatrixKind::Query);
+        let k = MatrixId::encoder(1, MatrixKind::Key);
+        let mut acc = TaylorAccumulator::new(2).unwrap();
+        for step in 0..3 {
+            acc.add_inner(q, f64::from(step) + 0.5).unwrap();
+            acc.add_inner(k, -1.0).unwrap();
+            acc.end_step();
+        }
+        let json = serde_json::to_string(&acc).unwrap();
+        let mut back: TaylorAccumulator = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, acc);
+        // Both continue identically.
+        for a in [&mut acc, &mut back] {
+            a.add_inner(q, 4.0).unwrap();
+            a.end_step();
+        }
+        assert_eq!(back.scores(), acc.scores());
+        assert_eq!(acc.scores().get(q), Some(2.5 + 4.0));
+        let bad = json.replacen("\"window\":2", "\"window\":0", 1);
+        assert!(serde_json::from_str::<TaylorAccumulator>(&bad).is_err());
     }
 }
