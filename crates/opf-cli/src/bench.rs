@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use opf_glue::BatchLabels;
-use opf_models::{BertConfig, BertForSequenceClassification, CoreTraining, ProjLinear};
+use opf_models::{BertConfig, BertForSequenceClassification, CoreTraining, Precision, ProjLinear};
 use opf_train::optim::{AdamWParams, build_optimizer};
 use serde::Serialize;
 
@@ -50,6 +50,23 @@ pub struct StepsCmd {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Time the steps and inference with the matrix products in bfloat16 (as `opf glue --bf16`).
+    #[arg(long, conflicts_with = "fp16")]
+    pub bf16: bool,
+    /// Time the steps and inference with the matrix products in f16 (as `opf glue --fp16`, but
+    /// without its loss scaling: one extra pass over the gradients per step).
+    #[arg(long)]
+    pub fp16: bool,
+}
+
+impl StepsCmd {
+    fn precision(&self) -> Precision {
+        match (self.bf16, self.fp16) {
+            (true, _) => Precision::Bf16,
+            (false, true) => Precision::F16,
+            (false, false) => Precision::F32,
+        }
+    }
 }
 
 /// One variant's timings.
@@ -215,6 +232,9 @@ pub fn steps(cmd: StepsCmd) -> Result<()> {
         );
     }
     let device = backend::device(&cmd.device)?;
+    let precision = cmd.precision();
+    precision.check(&device.clone().autodiff())?;
+    let _autocast = precision.autocast();
     let mut rows = Vec::new();
     for variant in cmd.variants.split(',').map(str::trim) {
         let row = run_variant(&cmd, variant, &config, &device)?;
@@ -235,6 +255,7 @@ pub fn steps(cmd: StepsCmd) -> Result<()> {
         let out = serde_json::json!({
             "device": format!("{device:?}"),
             "arch": cmd.arch,
+            "precision": precision,
             "batch": cmd.batch,
             "seq_len": cmd.seq_len,
             "steps": cmd.steps,
@@ -247,7 +268,7 @@ pub fn steps(cmd: StepsCmd) -> Result<()> {
     }
     let dense = rows.iter().find(|r| r.variant == "dense");
     println!(
-        "opf bench steps | {device:?} | {} | batch {} × {} tokens | {} timed steps (+{} warm-up), median",
+        "opf bench steps | {device:?} | {} | {precision} | batch {} × {} tokens | {} timed steps (+{} warm-up), median",
         cmd.arch, cmd.batch, cmd.seq_len, cmd.steps, cmd.warmup
     );
     println!(

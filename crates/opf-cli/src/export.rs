@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use opf_glue::Task;
-use opf_models::{BartForSequenceClassification, BertForSequenceClassification};
+use opf_models::{BartForSequenceClassification, BertForSequenceClassification, Precision};
 use opf_train::{RunDir, TrainerState};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +37,10 @@ pub struct RunManifest {
     pub model: String,
     /// The directory it resolved to.
     pub model_dir: PathBuf,
+    /// Precision of the training matrix products (`--bf16` / `--fp16`; f32 for runs of older
+    /// opf builds). The checkpoint and the export hold f32 weights either way.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl RunManifest {

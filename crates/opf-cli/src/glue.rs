@@ -8,7 +8,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use opf_glue::{Features, GlueTokenizer, Split, Task};
-use opf_models::{BartForSequenceClassification, BertForSequenceClassification, CoreTraining};
+use opf_models::{
+    BartForSequenceClassification, BertForSequenceClassification, CoreTraining, Precision,
+};
 use opf_select::{GroupRule, Horizon, RoundAt, Schedule, WeightTypes};
 use opf_train::child_tuning::{ChildTuningD, ChildTuningMasks};
 use opf_train::select::{RoundLog, Score, SelectionRounds};
@@ -145,6 +147,14 @@ pub struct RunConfig {
     /// weights, the largest by a Fisher pass before training, receive gradients (0 < p ≤ 1).
     #[arg(long)]
     pub child_tuning_reserve: Option<f64>,
+    /// Mixed precision: matrix products in bfloat16, parameters and optimizer state in f32 (the
+    /// backend must support bf16; burn-flex, CUDA and LibTorch do). Excludes `--fp16`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub bf16: Option<bool>,
+    /// Mixed precision: matrix products in f16 with dynamic loss scaling, parameters and
+    /// optimizer state in f32. Excludes `--bf16`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub fp16: Option<bool>,
     /// Run this many seeds (`seed`, `seed + 1`, …), each in `<output_dir>/seed-<s>`, and report
     /// the mean ± standard deviation of the final dev metrics (in `<output_dir>/seeds.json`).
     #[arg(long)]
@@ -194,6 +204,8 @@ impl RunConfig {
             round_steps,
             per_round,
             child_tuning_reserve,
+            bf16,
+            fp16,
             seeds
         )
     }
@@ -205,9 +217,23 @@ impl RunConfig {
         toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
     }
 
-    fn train_args(&self) -> TrainArgs {
+    /// The mixed precision `bf16` / `fp16` ask for (f32 when neither).
+    ///
+    /// # Errors
+    ///
+    /// Both set.
+    pub fn precision(&self) -> Result<Precision> {
+        match (self.bf16.unwrap_or(false), self.fp16.unwrap_or(false)) {
+            (true, true) => bail!("--bf16 and --fp16 exclude each other"),
+            (true, false) => Ok(Precision::Bf16),
+            (false, true) => Ok(Precision::F16),
+            (false, false) => Ok(Precision::F32),
+        }
+    }
+
+    fn train_args(&self) -> Result<TrainArgs> {
         let d = TrainArgs::default();
-        TrainArgs {
+        Ok(TrainArgs {
             learning_rate: self.learning_rate.unwrap_or(d.learning_rate),
             mpo_lr: self.mpo_lr.or(d.mpo_lr),
             num_train_epochs: self.num_train_epochs.unwrap_or(d.num_train_epochs),
@@ -225,7 +251,8 @@ impl RunConfig {
             eval_steps: self.eval_steps.unwrap_or(d.eval_steps),
             logging_steps: self.logging_steps.unwrap_or(d.logging_steps),
             save_steps: self.save_steps.unwrap_or(d.save_steps),
-        }
+            precision: self.precision()?,
+        })
     }
 }
 
@@ -479,7 +506,7 @@ fn run_model<M: GlueModel>(
     model_id: String,
     model_dir: PathBuf,
 ) -> Result<RunSummary> {
-    let args = cfg.train_args();
+    let args = cfg.train_args()?;
     let out = cfg
         .output_dir
         .clone()
@@ -492,6 +519,7 @@ fn run_model<M: GlueModel>(
         task: task.to_string(),
         model: model_id.clone(),
         model_dir: model_dir.clone(),
+        precision: args.precision,
     }
     .write(&out)?;
     tracing::info!(
@@ -532,6 +560,7 @@ fn run_model<M: GlueModel>(
     let device = backend::device(&cmd.device)?;
     device.seed(args.seed);
     let train_device = device.clone().autodiff();
+    args.precision.check(&train_device)?;
     let (model, report) = M::load_hf(&model_dir, task.num_labels(), &train_device)?;
     println!("model {}: {report}", model_dir.display());
     let dense_params = model.num_params();
@@ -572,9 +601,13 @@ fn run_model<M: GlueModel>(
         }
     }
     println!(
-        "parameters: {} at train time, {dense_params} dense ({:.3}x) | device {device:?} | {} epochs × {} steps, lr {:.1e}, batch {}",
+        "parameters: {} at train time, {dense_params} dense ({:.3}x) | device {device:?}, {} | {} epochs × {} steps, lr {:.1e}, batch {}",
         model.num_params(),
         model.num_params() as f64 / dense_params as f64,
+        match args.precision {
+            Precision::F32 => "f32".to_string(),
+            p => format!("{p} mixed precision"),
+        },
         args.num_train_epochs,
         train.len().div_ceil(args.per_device_train_batch_size),
         args.learning_rate,

@@ -60,6 +60,7 @@ use crate::checkpoint::{
 };
 use crate::config_io;
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
+use crate::precision;
 
 /// Permalink prefix of the ported file, for the item docs below.
 macro_rules! hf_bart {
@@ -628,10 +629,9 @@ impl BartAttention {
         let value = heads(self.v_proj.forward(key_value_states), seq_k);
 
         let scaling = (self.head_dim as f64).powf(-0.5);
-        let scores = query.matmul(key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
+        let scores = precision::matmul(query, key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
         let probs = self.dropout.forward(softmax(scores, 3));
-        let context = probs
-            .matmul(value)
+        let context = precision::matmul(probs, value)
             .swap_dims(1, 2)
             .reshape([batch, seq_q, d_model]);
         self.out_proj.forward(context)

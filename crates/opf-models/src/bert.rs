@@ -51,6 +51,7 @@ use crate::checkpoint::{
 };
 use crate::config_io;
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
+use crate::precision;
 
 // ------------------------------------------------------------------------------------------------
 // Config
@@ -586,10 +587,9 @@ impl BertSelfAttention {
         let value = heads(self.value.forward(hidden_states));
 
         let scaling = (self.head_size as f64).powf(-0.5);
-        let scores = query.matmul(key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
+        let scores = precision::matmul(query, key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
         let probs = self.dropout.forward(softmax(scores, 3));
-        probs
-            .matmul(value)
+        precision::matmul(probs, value)
             .swap_dims(1, 2)
             .reshape([batch, seq, hidden])
     }

@@ -42,6 +42,17 @@ pub enum ModelError {
     #[error("MPO decomposition: {0}")]
     Mpo(#[from] mpo_core::MpoError),
 
+    /// The backend cannot compute in the requested mixed precision.
+    #[error(
+        "{precision} mixed precision is not supported by the backend of device {device} (burn reports no {precision} arithmetic there); use f32 or another backend"
+    )]
+    UnsupportedPrecision {
+        /// The precision asked for.
+        precision: crate::Precision,
+        /// The device, as burn prints it.
+        device: String,
+    },
+
     /// A config parsed but its values are inconsistent or unsupported.
     #[error("invalid model config: {0}")]
     InvalidConfig(String),

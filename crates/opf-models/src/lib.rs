@@ -11,6 +11,8 @@
 //!   OPF operations shared by the models ([`MpoReplacement`]).
 //! * Module [`checkpoint`]: safetensors reading/writing, the layout tables and the
 //!   [`LoadReport`].
+//! * Module [`precision`]: mixed precision ([`Precision`], the [`Autocast`] guard): the matrix
+//!   products in bf16 or f16, parameters in f32.
 //! * Module [`error`]: [`ModelError`].
 #![warn(missing_docs)]
 
@@ -21,6 +23,7 @@ mod config_io;
 pub mod error;
 pub mod linear;
 pub mod mpo_linear;
+pub mod precision;
 pub mod t5;
 
 pub use bart::{
@@ -44,6 +47,7 @@ pub use checkpoint::LoadReport;
 pub use error::ModelError;
 pub use linear::{MpoReplacement, ProjLinear, ProjLinearConfig};
 pub use mpo_linear::{CoreTraining, ForwardMode, MpoLinear};
+pub use precision::{Autocast, Precision};
 pub use t5::{
     IGNORE_INDEX, T5Attention, T5AttentionConfig, T5Block, T5BlockConfig, T5Config, T5Dense,
     T5DenseActDense, T5DenseConfig, T5DenseGatedActDense, T5ForConditionalGeneration,

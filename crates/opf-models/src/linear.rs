@@ -19,6 +19,7 @@ use mpo_core::{DecomposeOptions, MpoShape, Orientation};
 use crate::checkpoint::param_paths;
 use crate::error::ModelError;
 use crate::mpo_linear::{CoreTraining, MpoLinear};
+use crate::precision::{self, Precision};
 
 /// Configuration of a freshly initialised dense [`ProjLinear`], initialised as Hugging Face's
 /// `BertPreTrainedModel._init_weights` does for `nn.Linear`.
@@ -112,8 +113,18 @@ impl ProjLinear {
     /// # Panics
     ///
     /// Panics if the last axis of `input` is not `d_input`.
+    ///
+    /// Under a half-precision [`crate::Autocast`] guard the product `x W` runs in that precision
+    /// (an MPO weight is still contracted in f32 first); the bias is added in f32.
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         match self {
+            ProjLinear::Dense(linear) if Precision::current() != Precision::F32 => {
+                precision::linear(
+                    input,
+                    linear.weight.val(),
+                    linear.bias.as_ref().map(Param::val),
+                )
+            }
             ProjLinear::Dense(linear) => linear.forward(input),
             ProjLinear::Mpo(mpo) => mpo.forward(input),
         }

@@ -11,6 +11,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::ModelError;
+use crate::precision;
 
 /// Which cores train (spec §1.9; OPF trains all of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -132,6 +133,10 @@ impl MpoLinear {
     /// Applies the layer, by whichever of the two equal computations needs fewer multiply-adds
     /// for this many rows ([`MpoLinear::forward_mode`]).
     ///
+    /// Under a half-precision [`crate::Autocast`] guard the products with the activations run in
+    /// that precision (the dense mode's `x Wᵀ`, each GEMM of the factorised mode); the core
+    /// contraction into `W` stays in f32, as do the cores themselves.
+    ///
     /// # Shapes
     /// - input: `[..., in_features]`
     /// - output: `[..., out_features]`
@@ -139,7 +144,9 @@ impl MpoLinear {
         let dims = input.dims();
         let rows = dims[..D - 1].iter().product();
         let out = match self.forward_mode(rows) {
-            ForwardMode::Dense => input.matmul(self.weight().transpose().unsqueeze::<D>()),
+            ForwardMode::Dense => {
+                precision::matmul(input, self.weight().transpose().unsqueeze::<D>())
+            }
             ForwardMode::Factorised => {
                 let (d_out, d_in) = self.dims();
                 let mut shape = dims;
@@ -206,10 +213,7 @@ impl MpoLinear {
             let [a, _, c] = t.dims();
             // G as (r·j, i·r_next).
             let g = core.swap_dims(1, 2).reshape([r * j, i * r_next]);
-            let y = t
-                .swap_dims(1, 2)
-                .reshape([a * c, r * j])
-                .matmul(g)
+            let y = precision::matmul(t.swap_dims(1, 2).reshape([a * c, r * j]), g)
                 .reshape([a, c, i, r_next]);
             // → (a, i, r_next, c) → next layout.
             let y = y.swap_dims(1, 2).swap_dims(2, 3);

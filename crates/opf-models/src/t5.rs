@@ -49,6 +49,7 @@ use crate::config_io;
 use crate::linear::{
     self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, dense_from_hf,
 };
+use crate::precision::{self, Precision};
 
 // ------------------------------------------------------------------------------------------------
 // Config
@@ -708,16 +709,16 @@ impl T5Attention {
             }
             (None, None) => None,
         };
-        let mut scores = query.matmul(key.swap_dims(2, 3));
+        let mut scores = precision::matmul(query, key.swap_dims(2, 3));
         if let Some(bias) = &position_bias {
             scores = scores + bias.clone();
         }
         let probs = self.dropout.forward(softmax(scores + mask, 3));
-        let context =
-            probs
-                .matmul(value)
-                .swap_dims(1, 2)
-                .reshape([batch, q_len, self.num_heads * self.d_kv]);
+        let context = precision::matmul(probs, value).swap_dims(1, 2).reshape([
+            batch,
+            q_len,
+            self.num_heads * self.d_kv,
+        ]);
         (self.o.forward(context), position_bias)
     }
 }
@@ -1297,8 +1298,13 @@ impl T5ForConditionalGeneration {
             sequence = sequence.mul_scalar((self.config.d_model as f64).powf(-0.5));
         }
         match &self.lm_head {
+            Some(head) if Precision::current() != Precision::F32 => precision::linear(
+                sequence,
+                head.weight.val(),
+                head.bias.as_ref().map(Param::val),
+            ),
             Some(head) => head.forward(sequence),
-            None => sequence.matmul(self.shared.weight.val().transpose().unsqueeze()),
+            None => precision::matmul(sequence, self.shared.weight.val().transpose().unsqueeze()),
         }
     }
 

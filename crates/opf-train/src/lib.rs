@@ -1,8 +1,10 @@
 //! Fine-tuning for opf: the training loop, HF-exact AdamW with parameter groups, the linear
 //! warmup/decay schedule, global-norm clipping, checkpoints and reports, the OPF selection
-//! rounds and ChildTuning-D gradient masking.
+//! rounds, ChildTuning-D gradient masking, and mixed precision (`TrainArgs::precision`, with
+//! [`GradScaler`] loss scaling for f16).
 #![warn(missing_docs)]
 
+pub mod amp;
 pub mod child_tuning;
 mod error;
 pub mod optim;
@@ -11,9 +13,11 @@ pub mod schedule;
 pub mod select;
 mod trainer;
 
+pub use amp::GradScaler;
 pub use error::TrainError;
 pub use trainer::{
     EvalLog, NoRounds, NonFiniteLoss, Observer, RoundHook, RunDir, SequenceClassifier, Silent,
     StepLog, TrainArgs, TrainData, TrainOutcome, TrainerState, batch_tensors, forward_backward,
-    optimizer_step, predict, task_loss, train, train_step, train_with_rounds, write_reports,
+    forward_backward_scaled, optimizer_step, predict, task_loss, train, train_step,
+    train_with_rounds, write_reports,
 };

@@ -11,9 +11,11 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use opf_glue::{Batch, BatchLabels, Batches, Features, Label, Order, Predictions, Split, Task};
+use opf_models::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+use crate::amp::GradScaler;
 use crate::optim::{AdamWParams, build_optimizer, clip_grad_norm, params_finite};
 use crate::plot::{Series, svg};
 use crate::schedule::LinearSchedule;
@@ -101,6 +103,12 @@ pub struct TrainArgs {
     pub logging_steps: usize,
     /// Write a resumable checkpoint every N steps (0 = only at epoch ends).
     pub save_steps: usize,
+    /// Mixed precision of the training and evaluation forward passes (`--bf16` / `--fp16`):
+    /// the matrix products in half under an [`opf_models::Autocast`] guard, parameters and
+    /// optimizer state in f32; f16 adds dynamic loss scaling ([`GradScaler`]). The selection and
+    /// ChildTuning scoring passes of the rounds stay in f32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for TrainArgs {
@@ -119,6 +127,7 @@ impl Default for TrainArgs {
             eval_steps: 0,
             logging_steps: 10,
             save_steps: 0,
+            precision: Precision::F32,
         }
     }
 }
@@ -134,7 +143,8 @@ pub struct StepLog {
     pub loss: f64,
     /// Learning rate of the last step.
     pub lr: f64,
-    /// Gradient norm before clipping of the last step.
+    /// Gradient norm before clipping of the last step taken (f16 steps skipped for non-finite
+    /// gradients are not).
     pub grad_norm: f64,
     /// Training examples per second since the last log.
     pub examples_per_second: f64,
@@ -170,6 +180,12 @@ pub struct TrainerState {
     pub evals: Vec<EvalLog>,
     /// Training wall time in seconds (summed over resumed segments).
     pub train_seconds: f64,
+    /// Precision the run trains in (recorded in `metrics.json`).
+    #[serde(default)]
+    pub precision: Precision,
+    /// f16 loss scale and skipped-step count (`None` unless training in f16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_scaler: Option<GradScaler>,
 }
 
 /// Progress callbacks: the CLI draws bars and prints lines; the library only reports.
@@ -240,8 +256,25 @@ pub struct NonFiniteLoss(pub f64);
 /// [`NonFiniteLoss`] when the loss is not finite.
 pub fn forward_backward<M: SequenceClassifier>(
     model: &M,
+    batch: [Tensor<2, Int>; 3],
+    labels: &BatchLabels,
+    device: &Device,
+) -> Result<(GradientsParams, f64), NonFiniteLoss> {
+    forward_backward_scaled(model, batch, labels, None, device)
+}
+
+/// [`forward_backward`] with the loss multiplied by `loss_scale` (f16 loss scaling,
+/// [`GradScaler::scale`]) before the backward pass: the gradients come out scaled, the returned
+/// loss is not.
+///
+/// # Errors
+///
+/// [`NonFiniteLoss`] when the (unscaled) loss is not finite.
+pub fn forward_backward_scaled<M: SequenceClassifier>(
+    model: &M,
     [ids, types, mask]: [Tensor<2, Int>; 3],
     labels: &BatchLabels,
+    loss_scale: Option<f64>,
     device: &Device,
 ) -> Result<(GradientsParams, f64), NonFiniteLoss> {
     let loss = task_loss(model.logits(ids, types, mask), labels, device);
@@ -249,6 +282,10 @@ pub fn forward_backward<M: SequenceClassifier>(
     if !loss_value.is_finite() {
         return Err(NonFiniteLoss(loss_value));
     }
+    let loss = match loss_scale {
+        Some(scale) => loss.mul_scalar(scale),
+        None => loss,
+    };
     Ok((
         GradientsParams::from_grads(loss.backward(), model),
         loss_value,
@@ -581,6 +618,8 @@ pub fn train_with_rounds<M: SequenceClassifier>(
         mpo_scale,
     );
 
+    args.precision.check(device)?;
+
     let mut model = model;
     let mut best = model.clone();
     let mut state = TrainerState::default();
@@ -597,6 +636,13 @@ pub fn train_with_rounds<M: SequenceClassifier>(
             state.global_step
         ));
     }
+    state.precision = args.precision;
+    if args.precision == Precision::F16 {
+        // A resumed f16 run continues with its scale.
+        state.grad_scaler.get_or_insert_with(GradScaler::default);
+    } else {
+        state.grad_scaler = None;
+    }
 
     observer.on_start(total, state.global_step);
     let mut interval_loss = 0.0;
@@ -608,6 +654,8 @@ pub fn train_with_rounds<M: SequenceClassifier>(
     let train_seconds_before = state.train_seconds;
 
     let start_epoch = state.global_step / steps_per_epoch;
+    // Gradient norm of the last step taken (0 until one is).
+    let mut grad_norm = 0.0;
     'epochs: for epoch in start_epoch..args.num_train_epochs {
         let skip = state.global_step - epoch * steps_per_epoch;
         if skip == 0 {
@@ -621,18 +669,44 @@ pub fn train_with_rounds<M: SequenceClassifier>(
             let step = state.global_step;
             device.seed(args.seed.wrapping_add(step as u64 + 1));
             let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
-            let (mut grads, loss_value) =
-                forward_backward(&model, batch_tensors(&batch, device), labels, device).map_err(
-                    |NonFiniteLoss(loss)| TrainError::NonFiniteLoss {
-                        step: step + 1,
-                        loss,
-                        last_checkpoint,
-                    },
-                )?;
-            rounds.after_backward(&model, &mut grads)?;
+            let loss_scale = state.grad_scaler.as_ref().map(GradScaler::scale);
+            let (mut grads, loss_value) = {
+                let _autocast = args.precision.autocast();
+                forward_backward_scaled(
+                    &model,
+                    batch_tensors(&batch, device),
+                    labels,
+                    loss_scale,
+                    device,
+                )
+            }
+            .map_err(|NonFiniteLoss(loss)| TrainError::NonFiniteLoss {
+                step: step + 1,
+                loss,
+                last_checkpoint,
+            })?;
+            // f16: gradients unscaled before any hook or clipping; non-finite ones (the scale
+            // was too large) skip the optimizer step and back the scale off. Not a failure: the
+            // batch counts as a step, as in the HF Trainer.
+            let take_step = match &mut state.grad_scaler {
+                Some(scaler) => {
+                    let finite = scaler.unscale(&model, &mut grads);
+                    scaler.update(finite)
+                }
+                None => true,
+            };
             let lr = schedule.lr(step);
-            let grad_norm;
-            (model, grad_norm) = optimizer_step(model, &mut optim, grads, lr, args.max_grad_norm);
+            if take_step {
+                rounds.after_backward(&model, &mut grads)?;
+                (model, grad_norm) =
+                    optimizer_step(model, &mut optim, grads, lr, args.max_grad_norm);
+            } else if let Some(scaler) = &state.grad_scaler {
+                observer.on_message(&format!(
+                    "step {}: non-finite f16 gradients, optimizer step skipped; loss scale now {}",
+                    step + 1,
+                    scaler.scale()
+                ));
+            }
             state.global_step += 1;
             model = rounds.after_step(state.global_step, model)?;
             observer.on_step(state.global_step, loss_value, lr);
@@ -709,6 +783,7 @@ fn evaluate_into<M: SequenceClassifier>(
     observer: &mut dyn Observer,
 ) -> Result<(), TrainError> {
     let steps_per_epoch = data.train.len().div_ceil(args.per_device_train_batch_size);
+    let _autocast = args.precision.autocast();
     for (k, (split, examples)) in data.dev.iter().enumerate() {
         let t0 = Instant::now();
         let (preds, loss) = predict(

@@ -236,6 +236,7 @@ fn step_rounds_run_inside_training() {
         eval_steps: 0,
         logging_steps: 5,
         save_steps: 0,
+        ..TrainArgs::default()
     };
     let schedule = Schedule::StepRounds {
         every_steps: 3,

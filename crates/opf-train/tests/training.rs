@@ -15,7 +15,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use opf_glue::{Features, Label, Split, Task};
 use opf_models::{
     BartConfig, BartForSequenceClassification, BertForSequenceClassification, CoreTraining,
-    LinearKind, LinearPath,
+    LinearKind, LinearPath, Precision,
 };
 use opf_train::optim::{AdamWParams, MPO_CORE_PATTERN, NO_DECAY_PATTERN, build_optimizer};
 use opf_train::{
@@ -351,6 +351,7 @@ fn base_args() -> TrainArgs {
         eval_steps: 4,
         logging_steps: 3,
         save_steps: 3,
+        precision: Precision::F32,
     }
 }
 
