@@ -327,6 +327,7 @@ fn dynamic_rounds_resume_exactly() {
         eval_steps: 0,
         logging_steps: 1,
         save_steps: 4,
+        ..TrainArgs::default()
     };
     let schedule = Schedule::StepRounds {
         every_steps: 3,
