@@ -317,9 +317,7 @@ pub(crate) fn mpo_paths<M: LinearSlots>(model: &M) -> Vec<M::Path> {
 
 /// Loads a training checkpoint written by burn's `save_file` (a run's `checkpoint/best.bpk`) into
 /// a model built by `new`: the number of labels is read from the stored shape of the head weight
-/// `head` names (`[_, num_labels]`) and passed to `new`, and every projection of `slots` stored as
-/// MPO cores (`<name>.Mpo.cores.<k>`) is rebuilt as an [`MpoLinear`] of the stored core shapes
-/// before the tensors are read, so over-parameterized runs load as they were trained.
+/// `head` names (`[_, num_labels]`) and passed to `new`, then [`load_record_into`] reads it.
 ///
 /// # Errors
 ///
@@ -333,18 +331,50 @@ pub(crate) fn load_record<M: Module, S: LinearSlots>(
     device: &Device,
 ) -> Result<M, ModelError> {
     let shapes = crate::checkpoint::record_shapes(path)?;
-    let mismatch = |message: String| ModelError::Record {
-        path: path.to_path_buf(),
-        message,
-    };
     let probe = new(None);
     let names = param_paths(&probe);
     let head_name = &names[&head(&probe)];
     let num_labels = match shapes.get(head_name).map(Vec::as_slice) {
         Some(&[_, n]) => n,
-        other => return Err(mismatch(format!("{head_name} has shape {other:?}"))),
+        other => {
+            return Err(ModelError::Record {
+                path: path.to_path_buf(),
+                message: format!("{head_name} has shape {other:?}"),
+            });
+        }
     };
-    let mut model = new(Some(num_labels));
+    load_with_shapes(path, &shapes, new(Some(num_labels)), slots, device)
+}
+
+/// Reads a burn record into the dense `model`: every projection of `slots` that the record
+/// stores as MPO cores (`<name>.Mpo.cores.<k>`) is first rebuilt as an [`MpoLinear`] of the
+/// stored core shapes, so over-parameterized runs load as they were trained.
+///
+/// # Errors
+///
+/// [`ModelError::Record`] if the file is unreadable or does not fit the model.
+pub(crate) fn load_record_into<M: Module, S: LinearSlots>(
+    path: &Path,
+    model: M,
+    slots: impl Fn(&mut M) -> &mut S,
+    device: &Device,
+) -> Result<M, ModelError> {
+    let shapes = crate::checkpoint::record_shapes(path)?;
+    load_with_shapes(path, &shapes, model, slots, device)
+}
+
+/// [`load_record_into`] with the record's tensor shapes already read.
+fn load_with_shapes<M: Module, S: LinearSlots>(
+    path: &Path,
+    shapes: &std::collections::BTreeMap<String, Vec<usize>>,
+    mut model: M,
+    slots: impl Fn(&mut M) -> &mut S,
+    device: &Device,
+) -> Result<M, ModelError> {
+    let mismatch = |message: String| ModelError::Record {
+        path: path.to_path_buf(),
+        message,
+    };
     let names = param_paths(&model);
     let paths = slots(&mut model).slot_paths();
     for path in paths {
