@@ -907,7 +907,7 @@ mod tests {
     fn shipped_configs_and_profiles_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
         let mut n = 0;
-        for dir in [root.clone(), root.join("profiles")] {
+        for dir in [root.clone(), root.join("profiles"), root.join("gpu")] {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.extension().is_some_and(|e| e == "toml") {
@@ -925,6 +925,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(n, 11, "9 task configs and 2 profiles");
+        assert_eq!(n, 13, "9 task configs, 2 profiles and 2 GPU configs");
     }
 }
