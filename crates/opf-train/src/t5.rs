@@ -52,20 +52,9 @@ impl T5TextToText {
         })
     }
 
-    /// The same model with label smoothing `epsilon` (0 = plain cross-entropy).
-    pub fn with_label_smoothing(mut self, epsilon: f64) -> Self {
-        self.label_smoothing = epsilon;
-        self
-    }
-
     /// The label smoothing ε of the loss.
     pub fn label_smoothing(&self) -> f64 {
         self.label_smoothing
-    }
-
-    /// Targets and decoding.
-    pub fn text(&self) -> &T5Text {
-        &self.text
     }
 
     /// The decoder labels of a batch on `device`, `[batch, target_len]`, padded with −100.
@@ -86,10 +75,12 @@ impl T5TextToText {
 
 impl TaskModel for T5TextToText {
     /// Label-smoothed token cross-entropy of the targets under teacher forcing: decoder inputs
-    /// are the labels shifted right (modeling_t5.py:1042-1045), the loss is
-    /// [`T5ForConditionalGeneration::loss`] with ε = [`label_smoothing`](Self::label_smoothing),
-    /// the per-token form of the original's fairseq-style `label_smoothed_nll_loss`
-    /// (`t5_trainer.py:110-126`), averaged over the target tokens. Token type ids are ignored.
+    /// are the labels shifted right (modeling_t5.py:1029-1031), the loss is
+    /// [`T5ForConditionalGeneration::loss`] with ε = [`label_smoothing`](Self::label_smoothing):
+    /// per token `(1 − ε)·nll + ε·mean(−log p)`, the label-smoothed NLL of the original trainer
+    /// (`t5_trainer.py:110-126`, spec §5.7), averaged over the target tokens as PyTorch's
+    /// `CrossEntropyLoss(label_smoothing=ε)` does (a fairseq-style helper that returns the sum
+    /// differs only by that factor). Token type ids are ignored.
     fn loss(
         &self,
         [input_ids, _token_type_ids, attention_mask]: [Tensor<2, Int>; 3],
