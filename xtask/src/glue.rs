@@ -1,6 +1,6 @@
 //! `cargo xtask glue <TASK> [--backend B] [opf glue flags...]`: builds the `opf` binary with the
 //! chosen backend feature (in the same dev profile as the tests, so nothing is compiled twice) and
-//! runs `opf glue` with the task's config from `configs/`.
+//! runs `opf glue` with the task's config from `configs/`, or the one `--config` names.
 
 use std::path::Path;
 use std::process::Command;
@@ -54,7 +54,6 @@ pub fn run(root: &Path, t: GlueTask) -> Result<()> {
             BACKENDS.join(", ")
         );
     }
-    let config = config_for(root, &t.task)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -66,12 +65,16 @@ pub fn run(root: &Path, t: GlueTask) -> Result<()> {
         "cuda" => "cuda:0",
         other => other,
     };
-    cmd.args(["--", "glue", &t.task, "--config"]).arg(&config);
-    if !t
-        .rest
-        .iter()
-        .any(|a| a == "--device" || a.starts_with("--device="))
-    {
+    cmd.args(["--", "glue", &t.task]);
+    let given = |flag: &str| {
+        t.rest
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    if !given("--config") {
+        cmd.arg("--config").arg(config_for(root, &t.task)?);
+    }
+    if !given("--device") {
         cmd.args(["--device", device]);
     }
     cmd.args(&t.rest);

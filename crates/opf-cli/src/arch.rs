@@ -1,15 +1,17 @@
-//! The sequence-classification architectures `opf glue` and `opf export` work with, chosen by the
-//! `model_type` of the model's `config.json`, and the `--mpo-targets` / `--mpo-layers` names.
+//! The architectures `opf glue` and `opf export` work with, chosen by the `model_type` of the
+//! model's `config.json`, and the `--mpo-targets` / `--mpo-layers` names.
 //!
 //! * `bert` (or no `model_type`): [`BertForSequenceClassification`].
 //! * `bart`: [`BartForSequenceClassification`]; the logits come from the decoder state at the
 //!   last `</s>`, token type ids are ignored.
-//! * `t5`: not wired into `opf glue` yet (T5 fine-tunes text to text); a clear error.
+//! * `t5` (v1.0, not gated): [`T5TextToText`], text to text: sources `"mrpc sentence1: …"`,
+//!   label strings as targets, predictions parsed from greedy generations.
 //!
 //! Target names are the `opf-select` matrix kinds, shared by every architecture: `query`, `key`,
 //! `value`, `attention_output` (self-attention), `cross_query`, `cross_key`, `cross_value`,
-//! `cross_output` (BART decoder cross-attention, `encoder_attn`), `ffn_1`, `ffn_2` (BERT
-//! `intermediate.dense` / `output.dense`, BART `fc1` / `fc2`), and the groups `attention`,
+//! `cross_output` (decoder cross-attention: BART `encoder_attn`, T5 `EncDecAttention`), `ffn_1`,
+//! `ffn_2` (BERT `intermediate.dense` / `output.dense`, BART `fc1` / `fc2`, T5 `wi` / `wo`), and
+//! the groups `attention`,
 //! `cross_attention`, `ffn`, `all`. A target or layer may be limited to one stack with an
 //! `encoder.` / `decoder.` prefix (`decoder.ffn`, `--mpo-layers encoder.0,decoder.1`); a bare
 //! layer number means that layer of every stack.
@@ -18,13 +20,18 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
+use opf_glue::{Example, Features, GlueTokenizer, T5Text, Task};
 use opf_models::{BartConfig, BartForSequenceClassification, BertConfig};
-use opf_models::{BertForSequenceClassification, LoadReport};
+use opf_models::{BertForSequenceClassification, LoadReport, T5ForConditionalGeneration};
 use opf_select::{MatrixId, MatrixKind, Stack};
 use opf_train::select::OpfModel;
+use opf_train::t5::T5TextToText;
 
 /// The `model_type`s `opf glue` fine-tunes.
-const SUPPORTED: &str = "bert, bart";
+const SUPPORTED: &str = "bert, bart, t5";
+
+/// T5's longest target and generation budget when none is given: the original's 128 (spec §5.7).
+pub(crate) const DEFAULT_MAX_TARGET_LENGTH: usize = 128;
 
 /// An architecture `opf glue` can fine-tune.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +40,8 @@ pub(crate) enum Architecture {
     Bert,
     /// `model_type: "bart"`.
     Bart,
+    /// `model_type: "t5"`.
+    T5,
 }
 
 impl Architecture {
@@ -53,10 +62,7 @@ impl Architecture {
         match model_type {
             None | Some("bert") => Ok(Architecture::Bert),
             Some("bart") => Ok(Architecture::Bart),
-            Some("t5") => bail!(
-                "model_type \"t5\": T5 text-to-text fine-tuning is not wired into `opf glue` yet \
-                 (supported model types: {SUPPORTED})"
-            ),
+            Some("t5") => Ok(Architecture::T5),
             Some(other) => {
                 bail!("model_type {other:?} is not supported (supported model types: {SUPPORTED})")
             }
@@ -64,24 +70,47 @@ impl Architecture {
     }
 }
 
-/// A sequence classifier `opf glue` fine-tunes and `opf export` writes back.
+/// What a model is loaded for: the task, its tokenizer and T5's target length.
+pub(crate) struct Setup<'a> {
+    /// The GLUE task.
+    pub task: Task,
+    /// The model's tokenizer.
+    pub tokenizer: &'a GlueTokenizer,
+    /// T5: longest target in tokens, and the generation budget.
+    pub max_target_length: usize,
+}
+
+/// A model `opf glue` fine-tunes and `opf export` writes back.
 pub(crate) trait GlueModel: OpfModel {
     /// The Hugging Face class name (`architectures` in the exported `config.json`).
     const CLASS: &'static str;
-    /// Loads the Hugging Face checkpoint in `dir` with a head of `num_labels` outputs.
-    fn load_hf(dir: &Path, num_labels: usize, device: &Device) -> Result<(Self, LoadReport)>;
+    /// The `transformers` auto class that loads the export (for its README).
+    const AUTO_CLASS: &'static str;
+    /// Tokenizes `examples` of `task` as the model reads them.
+    fn encode(tok: &GlueTokenizer, task: Task, examples: &[Example]) -> Result<Vec<Features>> {
+        let _ = task;
+        Ok(tok.encode(examples)?)
+    }
+    /// Loads the Hugging Face checkpoint in `dir` for `setup`.
+    fn load_hf(dir: &Path, setup: &Setup<'_>, device: &Device) -> Result<(Self, LoadReport)>;
     /// Loads a run's burn checkpoint `file` (MPO layers rebuilt) for the base model in `dir`.
     fn load_run_checkpoint(file: &Path, dir: &Path, device: &Device) -> Result<Self>;
     /// Writes `config.json` and `model.safetensors` into `dir`.
     fn save_hf(&self, dir: &Path) -> Result<()>;
-    /// Classifier outputs.
-    fn label_count(&self) -> usize;
+    /// The output the model was trained for: `"N labels"`, or `"text to text"`.
+    fn head(&self) -> String;
 }
 
 impl GlueModel for BertForSequenceClassification {
     const CLASS: &'static str = "BertForSequenceClassification";
-    fn load_hf(dir: &Path, num_labels: usize, device: &Device) -> Result<(Self, LoadReport)> {
-        Ok(Self::load(dir, None, Some(num_labels), device)?)
+    const AUTO_CLASS: &'static str = "AutoModelForSequenceClassification";
+    fn load_hf(dir: &Path, setup: &Setup<'_>, device: &Device) -> Result<(Self, LoadReport)> {
+        Ok(Self::load(
+            dir,
+            None,
+            Some(setup.task.num_labels()),
+            device,
+        )?)
     }
     fn load_run_checkpoint(file: &Path, dir: &Path, device: &Device) -> Result<Self> {
         let config = BertConfig::from_file(dir.join("config.json"))?;
@@ -90,15 +119,21 @@ impl GlueModel for BertForSequenceClassification {
     fn save_hf(&self, dir: &Path) -> Result<()> {
         Ok(self.save_pretrained(dir)?)
     }
-    fn label_count(&self) -> usize {
-        self.num_labels()
+    fn head(&self) -> String {
+        format!("{} labels", self.num_labels())
     }
 }
 
 impl GlueModel for BartForSequenceClassification {
     const CLASS: &'static str = "BartForSequenceClassification";
-    fn load_hf(dir: &Path, num_labels: usize, device: &Device) -> Result<(Self, LoadReport)> {
-        Ok(Self::load(dir, None, Some(num_labels), device)?)
+    const AUTO_CLASS: &'static str = "AutoModelForSequenceClassification";
+    fn load_hf(dir: &Path, setup: &Setup<'_>, device: &Device) -> Result<(Self, LoadReport)> {
+        Ok(Self::load(
+            dir,
+            None,
+            Some(setup.task.num_labels()),
+            device,
+        )?)
     }
     fn load_run_checkpoint(file: &Path, dir: &Path, device: &Device) -> Result<Self> {
         let config = BartConfig::from_file(dir.join("config.json"))?;
@@ -107,8 +142,41 @@ impl GlueModel for BartForSequenceClassification {
     fn save_hf(&self, dir: &Path) -> Result<()> {
         Ok(self.save_pretrained(dir)?)
     }
-    fn label_count(&self) -> usize {
-        self.num_labels()
+    fn head(&self) -> String {
+        format!("{} labels", self.num_labels())
+    }
+}
+
+impl GlueModel for T5TextToText {
+    const CLASS: &'static str = "T5ForConditionalGeneration";
+    const AUTO_CLASS: &'static str = "AutoModelForSeq2SeqLM";
+    fn encode(tok: &GlueTokenizer, task: Task, examples: &[Example]) -> Result<Vec<Features>> {
+        Ok(tok.encode_t5(task, examples)?)
+    }
+    fn load_hf(dir: &Path, setup: &Setup<'_>, device: &Device) -> Result<(Self, LoadReport)> {
+        let (model, report) = T5ForConditionalGeneration::load(dir, None, device)?;
+        let text = T5Text::new(setup.tokenizer, setup.max_target_length)?;
+        Ok((Self::new(model, text)?, report))
+    }
+    /// The base model is loaded from `dir` first (so the LM head is tied or not as in the run),
+    /// then the run's tensors replace its own.
+    fn load_run_checkpoint(file: &Path, dir: &Path, device: &Device) -> Result<Self> {
+        let (model, _) = T5ForConditionalGeneration::load(dir, None, device)?;
+        let tok = GlueTokenizer::from_file(&dir.join("tokenizer.json"), DEFAULT_MAX_TARGET_LENGTH)?;
+        let text = T5Text::new(&tok, DEFAULT_MAX_TARGET_LENGTH)?;
+        let dense = Self::new(model, text)?;
+        Ok(T5ForConditionalGeneration::load_record_into(
+            file,
+            dense,
+            |m| &mut m.model,
+            device,
+        )?)
+    }
+    fn save_hf(&self, dir: &Path) -> Result<()> {
+        Ok(self.model.save_pretrained(dir)?)
+    }
+    fn head(&self) -> String {
+        "text to text".to_string()
     }
 }
 
@@ -333,13 +401,13 @@ mod tests {
             Architecture::from_model_type(Some("bart")).unwrap(),
             Architecture::Bart
         );
-        let t5 = Architecture::from_model_type(Some("t5"))
-            .unwrap_err()
-            .to_string();
-        assert!(t5.contains("not wired"), "{t5}");
+        assert_eq!(
+            Architecture::from_model_type(Some("t5")).unwrap(),
+            Architecture::T5
+        );
         let other = Architecture::from_model_type(Some("gpt2"))
             .unwrap_err()
             .to_string();
-        assert!(other.contains("bert, bart"), "{other}");
+        assert!(other.contains("bert, bart, t5"), "{other}");
     }
 }

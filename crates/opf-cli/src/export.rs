@@ -1,7 +1,7 @@
 //! `opf export <RUN_DIR>`: a run's checkpoint (dense, or holding MPO cores) becomes a Hugging Face
 //! model directory with the original architecture: every MPO layer is contracted back into a
 //! dense matrix, so the export holds no MPO tensor and loads in `transformers`
-//! (`AutoModelForSequenceClassification`) and in opf. `opf glue` writes the same directory at the
+//! (`AutoModelForSequenceClassification`, T5 `AutoModelForSeq2SeqLM`) and in opf. `opf glue` writes the same directory at the
 //! end of a run through [`write_hf_dir`].
 
 use std::fmt::Write as _;
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use opf_glue::Task;
 use opf_models::{BartForSequenceClassification, BertForSequenceClassification, Precision};
+use opf_train::t5::T5TextToText;
 use opf_train::{RunDir, TrainerState};
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +132,7 @@ pub fn run(cmd: ExportCmd) -> Result<()> {
     let export = match Architecture::of_model_dir(&model_dir)? {
         Architecture::Bert => export_checkpoint::<BertForSequenceClassification>,
         Architecture::Bart => export_checkpoint::<BartForSequenceClassification>,
+        Architecture::T5 => export_checkpoint::<T5TextToText>,
     };
     let out = cmd.output.unwrap_or_else(|| cmd.run_dir.join("model"));
     export(&file, &model_dir, run_dir.root(), &out)
@@ -217,9 +219,9 @@ fn readme<M: GlueModel>(model: &M, from: &Provenance<'_>) -> Result<String> {
     )?;
     writeln!(
         s,
-        "Architecture: {}, {} labels, {} parameters (the base model's own size).",
+        "Architecture: {}, {}, {} parameters (the base model's own size).",
         M::CLASS,
-        model.label_count(),
+        model.head(),
         model.num_params()
     )?;
     if from.merged_layers > 0 {
@@ -268,9 +270,10 @@ fn readme<M: GlueModel>(model: &M, from: &Provenance<'_>) -> Result<String> {
     }
     writeln!(
         s,
-        "\n## Load\n\n```python\nfrom transformers import AutoModelForSequenceClassification, \
-         AutoTokenizer\nmodel = AutoModelForSequenceClassification.from_pretrained(\"<this \
-         directory>\")\ntokenizer = AutoTokenizer.from_pretrained(\"<this directory>\")\n```"
+        "\n## Load\n\n```python\nfrom transformers import {auto}, AutoTokenizer\nmodel = \
+         {auto}.from_pretrained(\"<this directory>\")\ntokenizer = \
+         AutoTokenizer.from_pretrained(\"<this directory>\")\n```",
+        auto = M::AUTO_CLASS
     )?;
     Ok(s)
 }

@@ -14,10 +14,11 @@ use opf_models::{
 use opf_select::{GroupRule, Horizon, RoundAt, Schedule, WeightTypes};
 use opf_train::child_tuning::{ChildTuningD, ChildTuningMasks};
 use opf_train::select::{RoundLog, Score, SelectionRounds};
+use opf_train::t5::T5TextToText;
 use opf_train::{EvalLog, NoRounds, Observer, RoundHook, RunDir, StepLog, TrainArgs, TrainData};
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{Architecture, GlueModel, mpo_paths};
+use crate::arch::{Architecture, DEFAULT_MAX_TARGET_LENGTH, GlueModel, Setup, mpo_paths};
 use crate::backend;
 use crate::export::{self, RunManifest};
 use crate::hub;
@@ -39,6 +40,10 @@ pub struct RunConfig {
     /// Maximum tokens per example (longest-first truncation).
     #[arg(long)]
     pub max_seq_length: Option<usize>,
+    /// T5: maximum tokens per target (label string and `</s>`) and per generated prediction
+    /// (default 128, the original's).
+    #[arg(long)]
+    pub max_target_length: Option<usize>,
     /// Peak learning rate.
     #[arg(long)]
     pub learning_rate: Option<f64>,
@@ -172,6 +177,7 @@ impl RunConfig {
             model,
             data_dir,
             max_seq_length,
+            max_target_length,
             learning_rate,
             num_train_epochs,
             per_device_train_batch_size,
@@ -344,9 +350,15 @@ impl Observer for Progress {
     }
 }
 
-fn encode(tok: &GlueTokenizer, task: Task, glue: &Path, split: Split) -> Result<Vec<Features>> {
+/// Loads and tokenizes `split` as model `M` reads it.
+fn encode<M: GlueModel>(
+    tok: &GlueTokenizer,
+    task: Task,
+    glue: &Path,
+    split: Split,
+) -> Result<Vec<Features>> {
     let examples = opf_glue::load_examples(glue, task, split)?;
-    Ok(tok.encode(&examples)?)
+    M::encode(tok, task, &examples)
 }
 
 /// Runs `opf glue`.
@@ -493,6 +505,7 @@ fn run_one(
     let run = match Architecture::of_model_dir(&model_dir)? {
         Architecture::Bert => run_model::<BertForSequenceClassification>,
         Architecture::Bart => run_model::<BartForSequenceClassification>,
+        Architecture::T5 => run_model::<T5TextToText>,
     };
     run(cmd, task, cfg, config_path, model_id, model_dir)
 }
@@ -533,7 +546,7 @@ fn run_model<M: GlueModel>(
     let max_len = cfg.max_seq_length.unwrap_or(128);
     let tok = GlueTokenizer::from_file(&model_dir.join("tokenizer.json"), max_len)?;
     let t0 = Instant::now();
-    let mut train = encode(&tok, task, &glue, Split::Train)?;
+    let mut train = encode::<M>(&tok, task, &glue, Split::Train)?;
     if let Some(n) = cfg.max_train_samples {
         train.truncate(n);
     }
@@ -544,7 +557,7 @@ fn run_model<M: GlueModel>(
     };
     let mut dev = Vec::new();
     for &s in dev_splits {
-        let mut f = encode(&tok, task, &glue, s)?;
+        let mut f = encode::<M>(&tok, task, &glue, s)?;
         if let Some(n) = cfg.max_eval_samples {
             f.truncate(n);
         }
@@ -561,7 +574,12 @@ fn run_model<M: GlueModel>(
     device.seed(args.seed);
     let train_device = device.clone().autodiff();
     args.precision.check(&train_device)?;
-    let (model, report) = M::load_hf(&model_dir, task.num_labels(), &train_device)?;
+    let setup = Setup {
+        task,
+        tokenizer: &tok,
+        max_target_length: cfg.max_target_length.unwrap_or(DEFAULT_MAX_TARGET_LENGTH),
+    };
+    let (model, report) = M::load_hf(&model_dir, &setup, &train_device)?;
     println!("model {}: {report}", model_dir.display());
     let dense_params = model.num_params();
     let mut model = model;
@@ -773,7 +791,7 @@ fn run_model<M: GlueModel>(
             &[Split::Test]
         };
         for &s in test_splits {
-            let features = encode(&tok, task, &glue, s)?;
+            let features = encode::<M>(&tok, task, &glue, s)?;
             let (preds, _) = opf_train::predict(
                 &best,
                 task,
@@ -915,7 +933,7 @@ mod tests {
     fn shipped_configs_and_profiles_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
         let mut n = 0;
-        for dir in [root.clone(), root.join("profiles")] {
+        for dir in [root.clone(), root.join("profiles"), root.join("gpu")] {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.extension().is_some_and(|e| e == "toml") {
@@ -933,6 +951,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(n, 11, "9 task configs and 2 profiles");
+        assert_eq!(n, 13, "9 task configs, 2 profiles and 2 GPU configs");
     }
 }

@@ -52,5 +52,8 @@ pub use metrics::{
 };
 pub use submission::{Submission, format_submission};
 pub use task::{Metric, Split, Task};
-pub use text_to_text::{round_stsb_target, t5_class, t5_prefix, t5_score, t5_source, t5_target};
+pub use text_to_text::{
+    LABEL_PAD_ID, T5Text, round_stsb_target, t5_class, t5_predictions, t5_prefix, t5_score,
+    t5_source, t5_target,
+};
 pub use tokenize::{Features, GlueTokenizer};

@@ -329,9 +329,7 @@ pub(crate) fn mpo_paths<M: LinearSlots>(model: &M) -> Vec<M::Path> {
 
 /// Loads a training checkpoint written by burn's `save_file` (a run's `checkpoint/best.bpk`) into
 /// a model built by `new`: the number of labels is read from the stored shape of the head weight
-/// `head` names (`[_, num_labels]`) and passed to `new`, and every projection of `slots` stored as
-/// MPO cores (`<name>.Mpo.cores.<k>`) is rebuilt as an [`MpoLinear`] of the stored core shapes
-/// before the tensors are read, so over-parameterized runs load as they were trained.
+/// `head` names (`[_, num_labels]`) and passed to `new`, then [`load_record_into`] reads it.
 ///
 /// # Errors
 ///
@@ -345,20 +343,43 @@ pub(crate) fn load_record<M: Module, S: LinearSlots>(
     device: &Device,
 ) -> Result<M, ModelError> {
     let shapes = crate::checkpoint::record_shapes(path)?;
-    let mismatch = |message: String| ModelError::Record {
-        path: path.to_path_buf(),
-        message,
-    };
     let probe = new(None);
     let names = param_paths(&probe);
     let head_name = &names[&head(&probe)];
     let num_labels = match shapes.get(head_name).map(Vec::as_slice) {
         Some(&[_, n]) => n,
-        other => return Err(mismatch(format!("{head_name} has shape {other:?}"))),
+        other => {
+            return Err(ModelError::Record {
+                path: path.to_path_buf(),
+                message: format!("{head_name} has shape {other:?}"),
+            });
+        }
     };
-    adopt_mpo_layout(new(Some(num_labels)), path, &shapes, slots, device)?
-        .try_load_file(path)
-        .map_err(|e| mismatch(e.to_string()))
+    let model = adopt_mpo_layout(new(Some(num_labels)), path, &shapes, slots, device)?;
+    try_load(model, path)
+}
+
+/// Reads a burn record into `model` after [`with_record_layout`]: every dense projection of
+/// `slots` that the record stores as MPO cores (`<name>.Mpo.cores.<k>`) is first rebuilt as an
+/// [`MpoLinear`] of the stored core shapes, so over-parameterized runs load as they were trained.
+///
+/// # Errors
+///
+/// [`ModelError::Record`] if the file is unreadable or does not fit the model.
+pub(crate) fn load_record_into<M: Module, S: LinearSlots>(
+    path: &Path,
+    model: M,
+    slots: impl Fn(&mut M) -> &mut S,
+    device: &Device,
+) -> Result<M, ModelError> {
+    try_load(with_record_layout(model, path, slots, device)?, path)
+}
+
+fn try_load<M: Module>(model: M, path: &Path) -> Result<M, ModelError> {
+    model.try_load_file(path).map_err(|e| ModelError::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// [`adopt_mpo_layout`] with the shapes read from the record file at `path`.

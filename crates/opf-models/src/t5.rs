@@ -1554,6 +1554,42 @@ impl T5ForConditionalGeneration {
         Ok((model, report))
     }
 
+    /// Loads a training checkpoint written by burn's `save_file` (a run's `checkpoint/best.bpk`)
+    /// into `module`, a freshly built dense module that holds a T5 which `t5` finds (the T5
+    /// itself, or a fine-tuning wrapper around it): every projection stored as MPO cores is first
+    /// rebuilt as an [`MpoLinear`](crate::MpoLinear) of the stored core shapes, so
+    /// over-parameterized runs load as they were trained.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Record`] if the file is unreadable or does not fit the module (another
+    /// config, a checkpoint of another architecture).
+    pub fn load_record_into<M: Module>(
+        path: impl AsRef<Path>,
+        module: M,
+        t5: impl Fn(&mut M) -> &mut Self,
+        device: &Device,
+    ) -> Result<M, ModelError> {
+        linear::load_record_into(path.as_ref(), module, t5, device)
+    }
+
+    /// Gives every dense projection of the T5 inside `module` (found by `t5`) that the burn record
+    /// at `path` (a training checkpoint) stores as MPO cores an MPO layer of the stored core
+    /// shapes, with zero cores, so that the record loads into `module`: a run whose selection
+    /// rounds over-parameterized matrices during training resumes from a dense model.
+    ///
+    /// # Errors
+    ///
+    /// [`ModelError::Record`] if the file is unreadable or a stored core shape is invalid.
+    pub fn with_record_layout<M: Module>(
+        module: M,
+        path: impl AsRef<Path>,
+        t5: impl Fn(&mut M) -> &mut Self,
+        device: &Device,
+    ) -> Result<M, ModelError> {
+        linear::with_record_layout(module, path.as_ref(), t5, device)
+    }
+
     /// Every tensor in the Hugging Face `T5ForConditionalGeneration` layout, as
     /// `save_pretrained` writes it: `(out, in)` projection weights, `f32` data, in
     /// `named_parameters()` order, without the `embed_tokens` ties and with `lm_head.weight`

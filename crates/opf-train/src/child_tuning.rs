@@ -3,7 +3,7 @@
 //!
 //! Before training, one pass over the training data (dropout on, no optimizer step) sums for
 //! every parameter of the encoder layers (names containing `layers`, as the original's `'layer' in
-//! name`) the squared gradient, each tensor's gradient first clipped to norm `max_grad_norm`, over
+//! name`; T5's are `blocks`) the squared gradient, each tensor's gradient first clipped to norm `max_grad_norm`, over
 //! the number of batches (`compress_tools/ChildTuningD.py`, `calculate_fisher`). The elements
 //! whose Fisher value reaches the `(1 − reserve_p)` percentile over all of them form the child
 //! network; during training the other elements' gradients are zeroed before clipping and the
@@ -18,10 +18,10 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Bool, Device, Tensor};
 use opf_glue::{Batches, Features, Order};
 
-use crate::{RoundHook, SequenceClassifier, TrainError, batch_tensors, task_loss};
+use crate::{RoundHook, TaskModel, TrainError, batch_tensors};
 
 /// The masked parameters: id and shape of the float parameters of rank 1 and 2 whose record path
-/// contains `layers`.
+/// contains `layers` (BERT, BART) or `blocks` (T5).
 fn layer_params<M: Module>(model: &M) -> Vec<(ParamId, Vec<usize>)> {
     #[derive(Default)]
     struct Visit {
@@ -36,7 +36,7 @@ fn layer_params<M: Module>(model: &M) -> Vec<(ParamId, Vec<usize>)> {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if (D == 1 || D == 2) && self.path.iter().any(|p| p == "layers") {
+            if (D == 1 || D == 2) && self.path.iter().any(|p| p == "layers" || p == "blocks") {
                 self.found
                     .push((param.id, param.lazy_shape().dims::<D>().to_vec()));
             }
@@ -64,7 +64,7 @@ impl ChildTuningMasks {
     ///
     /// [`TrainError::InvalidArgs`] unless `0 < reserve_p ≤ 1`; data errors of the pass.
     #[allow(clippy::too_many_arguments)]
-    pub fn fisher<M: SequenceClassifier>(
+    pub fn fisher<M: TaskModel>(
         model: &M,
         train: &[Features],
         batch_size: usize,
@@ -89,9 +89,8 @@ impl ChildTuningMasks {
         let n = batches.len() as f64;
         for (k, batch) in batches.iter().enumerate() {
             device.seed(seed.wrapping_add(u64::MAX / 3).wrapping_add(k as u64));
-            let [ids, types, mask] = batch_tensors(batch, device);
             let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
-            let loss = task_loss(model.logits(ids, types, mask), labels, device);
+            let loss = model.loss(batch_tensors(batch, device), labels, device);
             let grads = GradientsParams::from_grads(loss.backward(), model);
             for (id, shape) in &params {
                 let id = *id;

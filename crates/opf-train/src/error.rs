@@ -56,6 +56,12 @@ pub enum TrainError {
     /// Scoring or selecting matrices failed.
     #[error(transparent)]
     Select(#[from] opf_select::SelectError),
+    /// A gated-activation T5 (v1.1) was given for text-to-text fine-tuning.
+    #[error(
+        "gated-activation T5 (v1.1: wi_0, wi_1) is not supported: OPF addresses one FFN_1 matrix per \
+         layer; use a T5 v1.0 checkpoint (feed_forward_proj \"relu\", e.g. t5-base)"
+    )]
+    GatedT5,
     /// Saving or loading a checkpoint failed.
     #[error("checkpoint: {0}")]
     Checkpoint(String),

@@ -1,4 +1,4 @@
-//! Importance scores on a live model ([`OpfModel`]: BERT, BART), the selection rounds that use
+//! Importance scores on a live model ([`OpfModel`]: BERT, BART, T5), the selection rounds that use
 //! them during training, and the matrix naming bridge to `opf-select`.
 //!
 //! The Fisher (ChildTuning-D) pass follows `bert/trainer_bert.py:580-630`: one pass over the
@@ -17,18 +17,20 @@ use burn::tensor::{Device, Tensor};
 use opf_glue::{Batches, Features, Order};
 use opf_models::{
     BartForSequenceClassification, BartLinearKind, BartLinearPath, BertForSequenceClassification,
-    CoreTraining, LinearKind, LinearPath, ModelError, MpoReplacement, ProjLinear,
+    CoreTraining, LinearKind, LinearPath, ModelError, MpoReplacement, ProjLinear, T5LinearKind,
+    T5LinearPath, T5StackKind,
 };
 use opf_select::{
     AblationLoss, Arch, FisherAccumulator, GroupRule, MatrixId, MatrixKind, Plan, RoundAt,
     ScoreTable, Selected, Stack, TaylorAccumulator, WeightTypes, ablation_scores,
 };
 
-use crate::{RoundHook, SequenceClassifier, TrainError, batch_tensors, task_loss};
+use crate::t5::T5TextToText;
+use crate::{RoundHook, TaskModel, TrainError, batch_tensors};
 
-/// A sequence classifier whose projections OPF addresses by path: the selection rounds score,
-/// choose and over-parameterize them through this trait, whatever the architecture.
-pub trait OpfModel: SequenceClassifier {
+/// A model whose projections OPF addresses by path: the selection rounds score, choose and
+/// over-parameterize them through this trait, whatever the architecture.
+pub trait OpfModel: TaskModel {
     /// The address of one projection.
     type Path: Copy + Eq + fmt::Display;
     /// The checkpoint naming convention of [`MatrixId::hf_name`] for logs.
@@ -131,6 +133,59 @@ pub fn bart_linear_path(id: MatrixId) -> Option<BartLinearPath> {
     }
 }
 
+/// The `opf-select` id of a T5 projection: self-attention q/k/v/o are `query`, `key`, `value`,
+/// `attention_output`; `EncDecAttention` q/k/v/o the `cross_*` kinds; `wi` / `wo` `ffn_1` /
+/// `ffn_2` (the T5 candidates of spec §2.1).
+///
+/// # Panics
+///
+/// Panics on a gated feed-forward's `wi_0` / `wi_1`, which have no kind of their own
+/// ([`T5TextToText::new`] refuses gated models).
+pub fn t5_matrix_id(path: T5LinearPath) -> MatrixId {
+    let kind = match path.kind {
+        T5LinearKind::SelfQ => MatrixKind::Query,
+        T5LinearKind::SelfK => MatrixKind::Key,
+        T5LinearKind::SelfV => MatrixKind::Value,
+        T5LinearKind::SelfO => MatrixKind::AttentionOutput,
+        T5LinearKind::CrossQ => MatrixKind::CrossQuery,
+        T5LinearKind::CrossK => MatrixKind::CrossKey,
+        T5LinearKind::CrossV => MatrixKind::CrossValue,
+        T5LinearKind::CrossO => MatrixKind::CrossOutput,
+        T5LinearKind::Wi => MatrixKind::Ffn1,
+        T5LinearKind::Wo => MatrixKind::Ffn2,
+        T5LinearKind::Wi0 | T5LinearKind::Wi1 => {
+            panic!("{path}: a gated T5 feed-forward has no opf-select matrix kind")
+        }
+    };
+    let stack = match path.stack {
+        T5StackKind::Encoder => Stack::Encoder,
+        T5StackKind::Decoder => Stack::Decoder,
+    };
+    MatrixId::new(stack, path.block, kind)
+}
+
+/// The T5 projection of an `opf-select` id (`None` for encoder cross-attention ids); FFN ids
+/// map to the non-gated `wi` / `wo`.
+pub fn t5_linear_path(id: MatrixId) -> Option<T5LinearPath> {
+    let kind = match id.kind {
+        MatrixKind::Query => T5LinearKind::SelfQ,
+        MatrixKind::Key => T5LinearKind::SelfK,
+        MatrixKind::Value => T5LinearKind::SelfV,
+        MatrixKind::AttentionOutput => T5LinearKind::SelfO,
+        MatrixKind::CrossQuery => T5LinearKind::CrossQ,
+        MatrixKind::CrossKey => T5LinearKind::CrossK,
+        MatrixKind::CrossValue => T5LinearKind::CrossV,
+        MatrixKind::CrossOutput => T5LinearKind::CrossO,
+        MatrixKind::Ffn1 => T5LinearKind::Wi,
+        MatrixKind::Ffn2 => T5LinearKind::Wo,
+    };
+    match id.stack {
+        Stack::Encoder if kind.is_cross() => None,
+        Stack::Encoder => Some(T5LinearPath::new(T5StackKind::Encoder, id.layer, kind)),
+        Stack::Decoder => Some(T5LinearPath::new(T5StackKind::Decoder, id.layer, kind)),
+    }
+}
+
 /// Implements [`OpfModel`] for a model whose projections live in field `$base`.
 macro_rules! opf_model {
     ($model:ty, $base:ident, $path:ty, $arch:expr, $id:path, $from_id:path) => {
@@ -190,6 +245,14 @@ opf_model!(
     bart_matrix_id,
     bart_linear_path
 );
+opf_model!(
+    T5TextToText,
+    model,
+    T5LinearPath,
+    Arch::T5,
+    t5_matrix_id,
+    t5_linear_path
+);
 
 /// Every still-dense projection of `model` with its weight parameter.
 fn dense_candidates<M: OpfModel>(model: &M) -> Vec<(M::Path, Param<Tensor<2>>)> {
@@ -224,9 +287,8 @@ fn gradient_pass<M: OpfModel>(
     };
     for (k, batch) in Batches::new(train, batch_size, pad_id, order)?.enumerate() {
         device.seed(seed.wrapping_add(u64::MAX / 2).wrapping_add(k as u64));
-        let [ids, types, mask] = batch_tensors(&batch, device);
         let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
-        let loss = task_loss(model.logits(ids, types, mask), labels, device);
+        let loss = model.loss(batch_tensors(&batch, device), labels, device);
         let grads = GradientsParams::from_grads(loss.backward(), model);
         for (path, weight) in &candidates {
             if let Some(g) = grads.get::<2>(weight.id) {
@@ -307,8 +369,9 @@ pub fn ablation_pass_scores<M: OpfModel>(
         let mut total = 0.0;
         for batch in &data {
             let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
-            let [ids, types, mask] = batch_tensors(batch, &inner);
-            total += task_loss(m.logits(ids, types, mask), labels, &inner).into_scalar::<f64>();
+            total += m
+                .loss(batch_tensors(batch, &inner), labels, &inner)
+                .into_scalar::<f64>();
         }
         Ok(total / data.len() as f64)
     };
@@ -606,6 +669,28 @@ mod tests {
         );
         assert_eq!(
             bart_linear_path(MatrixId::encoder(0, MatrixKind::CrossKey)),
+            None
+        );
+    }
+
+    #[test]
+    fn t5_ids_round_trip_with_checkpoint_names() {
+        let kinds = T5LinearKind::ALL
+            .into_iter()
+            .filter(|k| !matches!(k, T5LinearKind::Wi0 | T5LinearKind::Wi1));
+        for kind in kinds {
+            for stack in [T5StackKind::Encoder, T5StackKind::Decoder] {
+                if stack == T5StackKind::Encoder && kind.is_cross() {
+                    continue;
+                }
+                let p = T5LinearPath::new(stack, 1, kind);
+                let id = t5_matrix_id(p);
+                assert_eq!(t5_linear_path(id), Some(p));
+                assert_eq!(id.hf_name(Arch::T5).to_string(), format!("{p}.weight"));
+            }
+        }
+        assert_eq!(
+            t5_linear_path(MatrixId::encoder(0, MatrixKind::CrossValue)),
             None
         );
     }

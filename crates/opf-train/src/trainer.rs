@@ -3,6 +3,10 @@
 //! selection, resumable checkpoints, NaN detection, `metrics.json` and a loss/metric SVG.
 //!
 //! Follows the HF 4.0 `Trainer.train` loop that OPF patches (`bert/trainer_bert.py:859-1080`).
+//!
+//! The loop is generic over [`TaskModel`]: a loss for a labelled batch and host predictions.
+//! Sequence classifiers (BERT, BART; [`SequenceClassifier`]) get it from their logits; T5 is
+//! fine-tuned text to text ([`crate::t5::T5TextToText`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -20,7 +24,32 @@ use crate::optim::{AdamWParams, build_optimizer, clip_grad_norm, params_finite};
 use crate::plot::{Series, svg};
 use crate::schedule::LinearSchedule;
 
-/// A model the trainer can fine-tune: maps a batch to logits `[batch, num_labels]`.
+/// A model the trainer fine-tunes on a GLUE task: the training loss of a labelled batch and
+/// predictions for any batch. Batches are `(input_ids, token_type_ids, attention_mask)` as
+/// [`batch_tensors`] makes them.
+pub trait TaskModel: Module + Clone + core::fmt::Debug {
+    /// The loss of a labelled batch, with dropout when the model is on an autodiff device in
+    /// training mode.
+    fn loss(&self, inputs: [Tensor<2, Int>; 3], labels: &BatchLabels, device: &Device)
+    -> Tensor<1>;
+
+    /// The predictions of `task` for a batch and, when `labels` are given, its mean loss.
+    fn predict_batch(
+        &self,
+        task: Task,
+        inputs: [Tensor<2, Int>; 3],
+        labels: Option<&BatchLabels>,
+        device: &Device,
+    ) -> Result<(Predictions, Option<f64>), TrainError>;
+
+    /// This model with the MPO layout of the burn record at `path` (projections stored as MPO
+    /// cores become zero MPO layers of the stored shapes), so a checkpoint written after
+    /// selection rounds loads into the dense model a resumed run starts from.
+    fn adopt_record_layout(self, path: &Path, device: &Device) -> Result<Self, TrainError>;
+}
+
+/// A sequence classifier: maps a batch to logits `[batch, num_labels]`. Its [`TaskModel`] loss
+/// is [`task_loss`] of the logits and its predictions [`Predictions::from_logits`].
 pub trait SequenceClassifier: Module + Clone + core::fmt::Debug {
     /// Logits `[batch, num_labels]` (one column for regression).
     fn logits(
@@ -34,6 +63,36 @@ pub trait SequenceClassifier: Module + Clone + core::fmt::Debug {
     /// cores become zero MPO layers of the stored shapes), so a checkpoint written after
     /// selection rounds loads into the dense model a resumed run starts from.
     fn adopt_record_layout(self, path: &Path, device: &Device) -> Result<Self, TrainError>;
+}
+
+impl<M: SequenceClassifier> TaskModel for M {
+    fn loss(
+        &self,
+        [ids, types, mask]: [Tensor<2, Int>; 3],
+        labels: &BatchLabels,
+        device: &Device,
+    ) -> Tensor<1> {
+        task_loss(self.logits(ids, types, mask), labels, device)
+    }
+
+    fn predict_batch(
+        &self,
+        task: Task,
+        [ids, types, mask]: [Tensor<2, Int>; 3],
+        labels: Option<&BatchLabels>,
+        device: &Device,
+    ) -> Result<(Predictions, Option<f64>), TrainError> {
+        let logits = self.logits(ids, types, mask);
+        let loss =
+            labels.map(|labels| task_loss(logits.clone(), labels, device).into_scalar::<f64>());
+        let data = logits.into_data().convert::<f32>();
+        let preds = Predictions::from_logits(task, data.as_slice::<f32>().expect("f32 logits"))?;
+        Ok((preds, loss))
+    }
+
+    fn adopt_record_layout(self, path: &Path, device: &Device) -> Result<Self, TrainError> {
+        SequenceClassifier::adopt_record_layout(self, path, device)
+    }
 }
 
 impl SequenceClassifier for opf_models::BertForSequenceClassification {
@@ -254,13 +313,13 @@ pub struct NonFiniteLoss(pub f64);
 /// # Errors
 ///
 /// [`NonFiniteLoss`] when the loss is not finite.
-pub fn forward_backward<M: SequenceClassifier>(
+pub fn forward_backward<M: TaskModel>(
     model: &M,
-    batch: [Tensor<2, Int>; 3],
+    inputs: [Tensor<2, Int>; 3],
     labels: &BatchLabels,
     device: &Device,
 ) -> Result<(GradientsParams, f64), NonFiniteLoss> {
-    forward_backward_scaled(model, batch, labels, None, device)
+    forward_backward_scaled(model, inputs, labels, None, device)
 }
 
 /// [`forward_backward`] with the loss multiplied by `loss_scale` (f16 loss scaling,
@@ -270,14 +329,14 @@ pub fn forward_backward<M: SequenceClassifier>(
 /// # Errors
 ///
 /// [`NonFiniteLoss`] when the (unscaled) loss is not finite.
-pub fn forward_backward_scaled<M: SequenceClassifier>(
+pub fn forward_backward_scaled<M: TaskModel>(
     model: &M,
-    [ids, types, mask]: [Tensor<2, Int>; 3],
+    inputs: [Tensor<2, Int>; 3],
     labels: &BatchLabels,
     loss_scale: Option<f64>,
     device: &Device,
 ) -> Result<(GradientsParams, f64), NonFiniteLoss> {
-    let loss = task_loss(model.logits(ids, types, mask), labels, device);
+    let loss = model.loss(inputs, labels, device);
     let loss_value = loss.clone().into_scalar::<f64>();
     if !loss_value.is_finite() {
         return Err(NonFiniteLoss(loss_value));
@@ -294,7 +353,7 @@ pub fn forward_backward_scaled<M: SequenceClassifier>(
 
 /// Global-norm clipping to `max_grad_norm`, then the optimizer step at `lr`; returns the model
 /// and the gradient norm before clipping.
-pub fn optimizer_step<M: SequenceClassifier>(
+pub fn optimizer_step<M: TaskModel>(
     model: M,
     optim: &mut ModuleOptimizer,
     mut grads: GradientsParams,
@@ -311,7 +370,7 @@ pub fn optimizer_step<M: SequenceClassifier>(
 /// # Errors
 ///
 /// [`NonFiniteLoss`] when the loss is not finite.
-pub fn train_step<M: SequenceClassifier>(
+pub fn train_step<M: TaskModel>(
     model: M,
     optim: &mut ModuleOptimizer,
     batch: [Tensor<2, Int>; 3],
@@ -346,7 +405,7 @@ pub fn task_loss(logits: Tensor<2>, labels: &BatchLabels, device: &Device) -> Te
 }
 
 /// Runs `model` over `examples` (no gradients) and returns predictions and the mean loss.
-pub fn predict<M: SequenceClassifier>(
+pub fn predict<M: TaskModel>(
     model: &M,
     task: Task,
     examples: &[Features],
@@ -355,21 +414,37 @@ pub fn predict<M: SequenceClassifier>(
     device: &Device,
 ) -> Result<(Predictions, Option<f64>), TrainError> {
     let model = model.valid();
-    let mut logits_all = Vec::with_capacity(examples.len() * task.num_labels());
+    let mut classes = Vec::new();
+    let mut scores = Vec::new();
     let mut loss_sum = 0.0;
     let mut loss_n = 0usize;
     for batch in Batches::new(examples, batch_size, pad_id, Order::Sequential)? {
-        let [ids, types, mask] = batch_tensors(&batch, device);
-        let logits = model.logits(ids, types, mask);
-        if let Some(labels) = &batch.labels {
-            let l = task_loss(logits.clone(), labels, device).into_scalar::<f64>();
+        let inputs = batch_tensors(&batch, device);
+        let (preds, loss) = model.predict_batch(task, inputs, batch.labels.as_ref(), device)?;
+        if let Some(l) = loss {
             loss_sum += l * batch.batch_size as f64;
             loss_n += batch.batch_size;
         }
-        let data = logits.into_data().convert::<f32>();
-        logits_all.extend_from_slice(data.as_slice::<f32>().expect("f32 logits"));
+        match preds {
+            Predictions::Class(c) => classes.extend(c),
+            Predictions::Score(s) => scores.extend(s),
+        }
     }
-    let preds = Predictions::from_logits(task, &logits_all)?;
+    let preds = match (task.is_regression(), classes.is_empty(), scores.is_empty()) {
+        (true, true, _) => Predictions::Score(scores),
+        (false, _, true) => Predictions::Class(classes),
+        _ => {
+            return Err(opf_glue::GlueError::WrongKind {
+                task,
+                expected: if task.is_regression() {
+                    "scores"
+                } else {
+                    "class ids"
+                },
+            }
+            .into());
+        }
+    };
     Ok((preds, (loss_n > 0).then(|| loss_sum / loss_n as f64)))
 }
 
@@ -417,7 +492,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
-fn save_checkpoint<M: SequenceClassifier>(
+fn save_checkpoint<M: TaskModel>(
     dir: &RunDir,
     model: &M,
     best: &M,
@@ -454,7 +529,7 @@ const ROUNDS_STATE: &str = "rounds.json";
 /// Loads the checkpoint into `model`'s architecture, each of the model and the best model in the
 /// MPO layout it was saved with; also returns the round hook's state when one was saved.
 #[allow(clippy::type_complexity)]
-fn load_checkpoint<M: SequenceClassifier>(
+fn load_checkpoint<M: TaskModel>(
     dir: &RunDir,
     model: M,
     optim: ModuleOptimizer,
@@ -510,7 +585,7 @@ fn load_checkpoint<M: SequenceClassifier>(
 /// fixed seed on the CPU backend: the shuffling seed depends on (seed, epoch) and the dropout seed
 /// on (seed, step), so a resumed run replays the same batches and masks.
 #[allow(clippy::too_many_arguments)]
-pub fn train<M: SequenceClassifier>(
+pub fn train<M: TaskModel>(
     model: M,
     task: Task,
     data: &TrainData,
@@ -580,7 +655,7 @@ impl<M> RoundHook<M> for NoRounds {
 /// [`train`] with a [`RoundHook`] called at every epoch start, after every backward pass and
 /// after every optimizer step.
 #[allow(clippy::too_many_arguments)]
-pub fn train_with_rounds<M: SequenceClassifier>(
+pub fn train_with_rounds<M: TaskModel>(
     model: M,
     task: Task,
     data: &TrainData,
@@ -772,7 +847,7 @@ pub fn train_with_rounds<M: SequenceClassifier>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn evaluate_into<M: SequenceClassifier>(
+fn evaluate_into<M: TaskModel>(
     model: &M,
     best: &mut M,
     task: Task,
