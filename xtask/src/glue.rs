@@ -1,6 +1,8 @@
 //! `cargo xtask glue <TASK> [--backend B] [opf glue flags...]`: builds the `opf` binary with the
 //! chosen backend feature (in the same dev profile as the tests, so nothing is compiled twice) and
-//! runs `opf glue` with the task's config from `configs/`, or the one `--config` names.
+//! runs `opf glue` with the task's config from `configs/` and the default `opf` profile
+//! (`configs/profiles/opf.toml`; `--profile` picks another), or with the file `--config` names
+//! alone.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,6 +11,9 @@ use anyhow::{Context, Result, bail};
 
 /// Backends the `opf` binary can be built with, and the cargo feature of each.
 const BACKENDS: [&str; 4] = ["cpu", "wgpu", "cuda", "tch"];
+
+/// The profile the main job runs with when none is given: OPF as measured best.
+const DEFAULT_PROFILE: &str = "opf";
 
 /// `cargo xtask glue` arguments.
 #[derive(Debug, clap::Args)]
@@ -73,6 +78,9 @@ pub fn run(root: &Path, t: GlueTask) -> Result<()> {
     };
     if !given("--config") {
         cmd.arg("--config").arg(config_for(root, &t.task)?);
+        if !given("--profile") {
+            cmd.args(["--profile", DEFAULT_PROFILE]);
+        }
     }
     if !given("--device") {
         cmd.args(["--device", device]);

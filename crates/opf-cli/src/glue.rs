@@ -270,8 +270,9 @@ pub struct GlueCmd {
     /// TOML config (run_glue keys); default `configs/<task>.toml` when it exists.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Profile overlaid on the task config: `compat` (the released code) or `paper` (the
-    /// published method), from `configs/profiles/<name>.toml`, or a path to a TOML file.
+    /// Profile overlaid on the task config, from `configs/profiles/<name>.toml`: `opf` (our
+    /// default, which `cargo xtask glue` applies), `dense` (no over-parameterization), `compat`
+    /// (the released code) or `paper` (the published method); or a path to a TOML file.
     #[arg(long)]
     pub profile: Option<String>,
     /// Device: `cpu`, `cuda:0`, `wgpu` (must be compiled in; see README).
@@ -380,19 +381,36 @@ pub fn run(cmd: GlueCmd) -> Result<()> {
     }
     let base = match &cmd.profile {
         Some(profile) => {
+            let dir = config_path
+                .as_deref()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("configs"))
+                .join("profiles");
             let path = if Path::new(profile).is_file() {
                 PathBuf::from(profile)
             } else {
-                let dir = config_path
-                    .as_deref()
-                    .and_then(Path::parent)
-                    .unwrap_or(Path::new("configs"));
-                dir.join("profiles").join(format!("{profile}.toml"))
+                dir.join(format!("{profile}.toml"))
             };
             if !path.is_file() {
+                let mut known: Vec<String> = std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.strip_suffix(".toml").map(str::to_owned)
+                    })
+                    .collect();
+                known.sort();
                 bail!(
-                    "unknown profile {profile:?}: no {} (profiles: compat, paper)",
-                    path.display()
+                    "unknown profile {profile:?}: no {} (profiles in {}: {})",
+                    path.display(),
+                    dir.display(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 );
             }
             base.overlay(RunConfig::load(&path)?)
@@ -951,6 +969,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(n, 13, "9 task configs, 2 profiles and 2 GPU configs");
+        assert_eq!(n, 15, "9 task configs, 4 profiles and 2 GPU configs");
     }
 }
