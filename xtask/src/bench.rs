@@ -1,5 +1,5 @@
 //! `cargo xtask bench mpo`: the Rust MPO decomposition (`mpo-core`'s `mpo_bench` example, built in
-//! the dev profile like the tests) against `../shared/reference/mpo_numpy.py` on identical
+//! the release profile: the dev profile's debug assertions slow faer down by ~1.5×) against `../shared/reference/mpo_numpy.py` on identical
 //! matrices: numpy saves each input with `--save-matrix` and the Rust side loads that `.npy`.
 
 use std::path::{Path, PathBuf};
@@ -232,6 +232,8 @@ fn run_rust(
         .args([
             "run",
             "-q",
+            // Release: the dev profile keeps debug assertions on, and faer checks a lot of them.
+            "--release",
             "-p",
             "mpo-core",
             "--example",
