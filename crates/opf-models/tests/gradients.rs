@@ -42,3 +42,99 @@ fn backward_reaches_the_classifier_and_every_projection() {
     let params = GradientsParams::from_grads(grads, &model);
     assert_eq!(params.len(), 41, "every HF tensor gets a gradient");
 }
+
+/// The first AdamW step on every MPO core (4-D parameters whose gradients come back through
+/// reshapes and `swap_dims` of the contraction) is exactly burn's update rule applied to that
+/// core's gradient: `p·(1 − lr·wd) − lr·g/(|g| + ε)` at step 1. A backend that reads such
+/// gradients with the wrong layout fails here (on wgpu + fusion the `[4, 4, 1, 1]` last core of
+/// an FFN_2 matrix came out 1.26 relative off while its gradient matched; see README, Backends).
+#[test]
+fn first_adamw_step_on_mpo_cores_is_the_update_rule() {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::optim::AdamWConfig;
+    use opf_models::{CoreTraining, LinearKind};
+
+    /// `(path, values)` of every 4-D parameter (the cores), or of their gradients.
+    struct Cores<'a> {
+        path: Vec<String>,
+        grads: Option<&'a GradientsParams>,
+        out: Vec<(String, Vec<f32>)>,
+    }
+    impl ModuleVisitor for Cores<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if D != 4 {
+                return;
+            }
+            let t = match self.grads {
+                Some(grads) => grads.get::<D>(param.id).expect("every core has a gradient"),
+                None => param.val(),
+            };
+            let values = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+            self.out.push((self.path.join("."), values));
+        }
+    }
+    let cores = |model: &BertForSequenceClassification, grads: Option<&GradientsParams>| {
+        let mut v = Cores {
+            path: Vec::new(),
+            grads,
+            out: Vec::new(),
+        };
+        model.visit(&mut v);
+        v.out
+    };
+
+    let device = Device::flex().autodiff();
+    let mut config =
+        opf_models::BertConfig::from_file(common::tiny_dir().join("config.json")).unwrap();
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    let (mut model, _) =
+        BertForSequenceClassification::load(common::tiny_dir(), Some(&config), None, &device)
+            .unwrap();
+    let paths: Vec<_> = model
+        .bert
+        .linear_paths()
+        .into_iter()
+        .filter(|p| matches!(p.kind, LinearKind::Ffn1 | LinearKind::Ffn2))
+        .collect();
+    model
+        .bert
+        .over_parameterize(&paths, &"opf:3".parse().unwrap(), CoreTraining::All)
+        .unwrap();
+    let fixture = common::read_json("tiny-bert.json");
+    let (ids, types, mask) = common::inputs(&fixture, &device);
+    let logits = model.forward(ids, types, mask);
+    let labels = Tensor::<1, Int>::from_data([0, 2, 1], &device);
+    let loss = model.loss(logits, Labels::Classes(labels));
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let before = cores(&model, None);
+    let grad = cores(&model, Some(&grads));
+    let (lr, wd, eps) = (1e-3, 0.01, 1e-5);
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(wd as f32)
+        .with_epsilon(eps as f32)
+        .init();
+    let model = optim.step(lr, model, grads);
+    let after = cores(&model, None);
+    assert_eq!(
+        after.len(),
+        3 * 2 * 2,
+        "3 cores × 2 FFN matrices × 2 layers"
+    );
+    for (((path, p0), (_, g)), (_, p1)) in before.iter().zip(&grad).zip(&after) {
+        for ((&p0, &g), &p1) in p0.iter().zip(g).zip(p1) {
+            let (p0, g) = (f64::from(p0), f64::from(g));
+            let want = p0 * (1.0 - lr * wd) - lr * g / (g.abs() + eps);
+            assert!(
+                (f64::from(p1) - want).abs() <= 1e-6,
+                "{path}: {p1} vs {want} (p {p0}, g {g})"
+            );
+        }
+    }
+}
