@@ -101,51 +101,48 @@ pub(crate) trait GlueModel: OpfModel {
     fn head(&self) -> String;
 }
 
-impl GlueModel for BertForSequenceClassification {
-    const CLASS: &'static str = "BertForSequenceClassification";
-    const AUTO_CLASS: &'static str = "AutoModelForSequenceClassification";
-    fn load_hf(dir: &Path, setup: &Setup<'_>, device: &Device) -> Result<(Self, LoadReport)> {
-        Ok(Self::load(
-            dir,
-            None,
-            Some(setup.task.num_labels()),
-            device,
-        )?)
-    }
-    fn load_run_checkpoint(file: &Path, dir: &Path, device: &Device) -> Result<Self> {
-        let config = BertConfig::from_file(dir.join("config.json"))?;
-        Ok(Self::load_record(file, &config, device)?)
-    }
-    fn save_hf(&self, dir: &Path) -> Result<()> {
-        Ok(self.save_pretrained(dir)?)
-    }
-    fn head(&self) -> String {
-        format!("{} labels", self.num_labels())
-    }
+/// The sequence classifiers (BERT, BART): the same methods on their own config types.
+macro_rules! classifier_glue_model {
+    ($model:ty, $config:ty, $class:literal) => {
+        impl GlueModel for $model {
+            const CLASS: &'static str = $class;
+            const AUTO_CLASS: &'static str = "AutoModelForSequenceClassification";
+            fn load_hf(
+                dir: &Path,
+                setup: &Setup<'_>,
+                device: &Device,
+            ) -> Result<(Self, LoadReport)> {
+                Ok(Self::load(
+                    dir,
+                    None,
+                    Some(setup.task.num_labels()),
+                    device,
+                )?)
+            }
+            fn load_run_checkpoint(file: &Path, dir: &Path, device: &Device) -> Result<Self> {
+                let config = <$config>::from_file(dir.join("config.json"))?;
+                Ok(Self::load_record(file, &config, device)?)
+            }
+            fn save_hf(&self, dir: &Path) -> Result<()> {
+                Ok(self.save_pretrained(dir)?)
+            }
+            fn head(&self) -> String {
+                format!("{} labels", self.num_labels())
+            }
+        }
+    };
 }
 
-impl GlueModel for BartForSequenceClassification {
-    const CLASS: &'static str = "BartForSequenceClassification";
-    const AUTO_CLASS: &'static str = "AutoModelForSequenceClassification";
-    fn load_hf(dir: &Path, setup: &Setup<'_>, device: &Device) -> Result<(Self, LoadReport)> {
-        Ok(Self::load(
-            dir,
-            None,
-            Some(setup.task.num_labels()),
-            device,
-        )?)
-    }
-    fn load_run_checkpoint(file: &Path, dir: &Path, device: &Device) -> Result<Self> {
-        let config = BartConfig::from_file(dir.join("config.json"))?;
-        Ok(Self::load_record(file, &config, device)?)
-    }
-    fn save_hf(&self, dir: &Path) -> Result<()> {
-        Ok(self.save_pretrained(dir)?)
-    }
-    fn head(&self) -> String {
-        format!("{} labels", self.num_labels())
-    }
-}
+classifier_glue_model!(
+    BertForSequenceClassification,
+    BertConfig,
+    "BertForSequenceClassification"
+);
+classifier_glue_model!(
+    BartForSequenceClassification,
+    BartConfig,
+    "BartForSequenceClassification"
+);
 
 impl GlueModel for T5TextToText {
     const CLASS: &'static str = "T5ForConditionalGeneration";

@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use opf_models::{BertConfig, BertForSequenceClassification, CoreTraining, Labels, LinearKind};
+use opf_models::{BertForSequenceClassification, CoreTraining, Labels, LinearKind};
 
 /// Relative Frobenius error allowed between backends (f32 kernels sum in different orders).
 const TOLERANCE: f64 = 1e-4;
@@ -47,13 +47,6 @@ fn usable(device: &Device) -> bool {
     matches!(probe, Ok(x) if x == 3.0)
 }
 
-fn config() -> BertConfig {
-    let mut config = BertConfig::from_file(common::tiny_dir().join("config.json")).unwrap();
-    config.hidden_dropout_prob = 0.0;
-    config.attention_probs_dropout_prob = 0.0;
-    config
-}
-
 fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     let (num, den) = a.iter().zip(b).fold((0.0, 0.0), |(n, d), (&x, &y)| {
         let (x, y) = (f64::from(x), f64::from(y));
@@ -66,9 +59,13 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 /// FFN projections over-parameterized.
 fn logits(device: &Device, opf: bool) -> (Vec<f32>, Vec<f32>) {
     let device = device.clone().autodiff();
-    let (mut model, _) =
-        BertForSequenceClassification::load(common::tiny_dir(), Some(&config()), None, &device)
-            .unwrap();
+    let (mut model, _) = BertForSequenceClassification::load(
+        common::tiny_dir(),
+        Some(&common::tiny_config_without_dropout()),
+        None,
+        &device,
+    )
+    .unwrap();
     if opf {
         let paths: Vec<_> = model
             .bert

@@ -90,10 +90,7 @@ fn first_adamw_step_on_mpo_cores_is_the_update_rule() {
     };
 
     let device = Device::flex().autodiff();
-    let mut config =
-        opf_models::BertConfig::from_file(common::tiny_dir().join("config.json")).unwrap();
-    config.hidden_dropout_prob = 0.0;
-    config.attention_probs_dropout_prob = 0.0;
+    let config = common::tiny_config_without_dropout();
     let (mut model, _) =
         BertForSequenceClassification::load(common::tiny_dir(), Some(&config), None, &device)
             .unwrap();

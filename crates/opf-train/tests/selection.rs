@@ -212,17 +212,18 @@ fn ablation_scores_are_the_loss_change_of_zeroing_each_matrix() {
     );
 }
 
-#[test]
-fn step_rounds_run_inside_training() {
-    let _lock = rng_lock();
-    let device = Device::flex().autodiff();
-    let train = examples(40, 7);
-    let data = TrainData {
-        train: train.clone(),
+/// 40 training and 8 dev examples of [`examples`]: 5 steps per epoch at batch 8.
+fn step_round_data(train: &[Features]) -> TrainData {
+    TrainData {
+        train: train.to_vec(),
         dev: vec![(Split::Dev, examples(8, 8))],
         pad_id: 0,
-    };
-    let args = TrainArgs {
+    }
+}
+
+/// Two epochs at batch 8, lr 1e-3, no warmup, evaluation at epoch ends.
+fn step_round_args(weight_decay: f64, logging_steps: usize, save_steps: usize) -> TrainArgs {
+    TrainArgs {
         learning_rate: 1e-3,
         mpo_lr: None,
         num_train_epochs: 2,
@@ -230,14 +231,23 @@ fn step_rounds_run_inside_training() {
         per_device_eval_batch_size: 8,
         warmup_steps: 0,
         warmup_ratio: 0.0,
-        weight_decay: 0.0,
+        weight_decay,
         max_grad_norm: 1.0,
         seed: 42,
         eval_steps: 0,
-        logging_steps: 5,
-        save_steps: 0,
+        logging_steps,
+        save_steps,
         ..TrainArgs::default()
-    };
+    }
+}
+
+#[test]
+fn step_rounds_run_inside_training() {
+    let _lock = rng_lock();
+    let device = Device::flex().autodiff();
+    let train = examples(40, 7);
+    let data = step_round_data(&train);
+    let args = step_round_args(0.0, 5, 0);
     let schedule = Schedule::StepRounds {
         every_steps: 3,
         per_round: 1,
@@ -308,27 +318,8 @@ fn dynamic_rounds_resume_exactly() {
     let _lock = rng_lock();
     let device = Device::flex().autodiff();
     let train = examples(40, 7);
-    let data = TrainData {
-        train: train.clone(),
-        dev: vec![(Split::Dev, examples(8, 8))],
-        pad_id: 0,
-    };
-    let args = TrainArgs {
-        learning_rate: 1e-3,
-        mpo_lr: None,
-        num_train_epochs: 2,
-        per_device_train_batch_size: 8,
-        per_device_eval_batch_size: 8,
-        warmup_steps: 0,
-        warmup_ratio: 0.0,
-        weight_decay: 0.01,
-        max_grad_norm: 1.0,
-        seed: 42,
-        eval_steps: 0,
-        logging_steps: 1,
-        save_steps: 4,
-        ..TrainArgs::default()
-    };
+    let data = step_round_data(&train);
+    let args = step_round_args(0.01, 1, 4);
     let schedule = Schedule::StepRounds {
         every_steps: 3,
         per_round: 1,

@@ -115,3 +115,11 @@ pub fn f32_bytes(shape: &[usize], value: f32) -> (Dtype, Vec<usize>, Vec<u8>) {
         .collect();
     (Dtype::F32, shape.to_vec(), bytes)
 }
+
+/// The tiny BERT's config with dropout off, so that a training step is deterministic.
+pub fn tiny_config_without_dropout() -> opf_models::BertConfig {
+    let mut config = opf_models::BertConfig::from_file(tiny_dir().join("config.json")).unwrap();
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    config
+}
