@@ -5,7 +5,7 @@
 //! `[a, 1, …, 1, b]` shapes this turns the original's `n - 1` SVDs (plus `2(n - 1)` more for the
 //! gauge) into one SVD of the reshaped `(a·c) × (b·d)` matrix.
 
-use rayon::prelude::*;
+use std::sync::Arc;
 
 use crate::linalg::{matmul_rm, svd};
 use crate::mpo::{flat_index, interleave_offsets};
@@ -100,15 +100,7 @@ pub fn decompose_weight<T: Copy + Into<f64>>(
     let sweep = left_sweep(tensor, &q, &reduced_caps, delta)?;
     let error_bound = sweep.discarded2.sqrt();
     let reduced = match options.gauge {
-        Gauge::LeftOrthonormal => {
-            let mut cores = sweep.left;
-            cores.push(sweep.rest);
-            Reduced {
-                cores,
-                ranks: sweep.ranks,
-                spectra: None,
-            }
-        }
+        Gauge::LeftOrthonormal => sweep.into_left_orthonormal(),
         Gauge::Symmetric => symmetric_gauge(sweep, &q)?,
     };
     Ok(expand(shape, &kept, reduced, error_bound))
@@ -132,14 +124,31 @@ fn kept_sites(sizes: &[usize]) -> Vec<usize> {
 struct Sweep {
     /// Left-orthonormal cores `0..m-1`, row-major `(r_k·q_k) × r_{k+1}`.
     left: Vec<Vec<f64>>,
-    /// The last core, `diag(s) Vᵀ` of the last SVD (or the whole tensor for one site).
-    rest: Vec<f64>,
     /// Bond ranks `r_0..r_m`.
     ranks: Vec<usize>,
-    /// Singular values and `Vᵀ` rows of the last SVD: the SVD of `rest` is `I · diag(s) · Vᵀ`.
+    /// Singular values and `Vᵀ` rows of the last SVD, so the last core is `diag(s) Vᵀ`; `None`
+    /// for one site, whose core is `rest`.
     last: Option<(Vec<f64>, Vec<f64>)>,
+    /// The whole tensor when there is one site (no SVD ran), otherwise empty.
+    rest: Vec<f64>,
     /// Sum of the squared discarded singular values.
     discarded2: f64,
+}
+
+impl Sweep {
+    /// The cores of the left-orthonormal form: the `A_k`, then `diag(s) Vᵀ` (or the tensor).
+    fn into_left_orthonormal(self) -> Reduced {
+        let mut cores = self.left;
+        cores.push(match self.last {
+            Some((s, vt)) => scale_rows(&vt, vt.len() / s.len(), &s),
+            None => self.rest,
+        });
+        Reduced {
+            cores,
+            ranks: self.ranks,
+            spectra: None,
+        }
+    }
 }
 
 /// Finished cores on the reduced sites.
@@ -162,8 +171,12 @@ fn left_sweep(
 ) -> Result<Sweep, MpoError> {
     let m = q.len();
     let mut ranks = vec![1; m + 1];
-    let (mut left, mut last, mut discarded2) = (Vec::new(), None, 0.0);
+    let (mut left, mut discarded2) = (Vec::new(), 0.0);
+    let mut last: Option<(Vec<f64>, Vec<f64>)> = None;
     for k in 0..m - 1 {
+        if let Some((s, vt)) = last.take() {
+            rest = scale_rows(&vt, vt.len() / s.len(), &s);
+        }
         let nrows = ranks[k] * q[k];
         let ncols = rest.len() / nrows;
         let cap = caps[k + 1];
@@ -174,17 +187,19 @@ fn left_sweep(
         let r = svd.vt.len() / ncols;
         discarded2 += svd.s[r..].iter().map(|x| x * x).sum::<f64>();
         left.push(svd.u);
-        let s = svd.s[..r].to_vec();
-        let vt = svd.vt;
-        rest = scale_rows(&vt, ncols, &s);
+        let mut s = svd.s;
+        s.truncate(r);
         ranks[k + 1] = r;
-        last = Some((s, vt));
+        last = Some((s, svd.vt));
+    }
+    if last.is_some() {
+        rest = Vec::new();
     }
     Ok(Sweep {
         left,
-        rest,
         ranks,
         last,
+        rest,
         discarded2,
     })
 }
@@ -224,7 +239,12 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
     let mut bp = vec![Vec::new(); m];
     lam[m - 1] = s_last;
     bp[m - 1] = vt_last;
-    let mut cur = scale_cols(&sweep.left[m - 2], old[m - 1], &lam[m - 1]);
+    // Two sites (every OPF `[a, 1, …, 1, b]` shape) need no sweep: the one SVD is the cut's.
+    let mut cur = if m > 2 {
+        scale_cols(&sweep.left[m - 2], old[m - 1], &lam[m - 1])
+    } else {
+        Vec::new()
+    };
     for k in (1..m - 1).rev() {
         let ncols = q[k] * ranks[k + 1];
         let svd = svd(&cur, old[k], ncols, |s| s.len())?;
@@ -296,25 +316,31 @@ fn expand(shape: &MpoShape, kept: &[usize], reduced: Reduced, error_bound: f64) 
         .map(|b| kept.iter().take_while(|&&k| k < b).count())
         .collect();
     let ranks: Vec<usize> = bond_map.iter().map(|&m| reduced.ranks[m]).collect();
+    // The identities of a 15-core OPF shape would be ~140 MB for an FFN matrix: one shared
+    // buffer per rank instead.
+    let mut identities: Vec<(usize, Arc<Vec<f64>>)> = Vec::new();
     let mut reduced_cores = reduced.cores.into_iter();
-    let slots: Vec<Option<Vec<f64>>> = (0..n)
+    let cores = (0..n)
         .map(|k| {
-            kept.contains(&k)
-                .then(|| reduced_cores.next().unwrap_or_default())
-        })
-        .collect();
-    // The identities of a 15-core OPF shape are ~140 MB for an FFN matrix: written in parallel.
-    let cores = slots
-        .into_par_iter()
-        .enumerate()
-        .map(|(k, data)| {
             let dims = [
                 ranks[k],
                 shape.row_factors()[k],
                 shape.col_factors()[k],
                 ranks[k + 1],
             ];
-            let data = data.unwrap_or_else(|| identity(ranks[k]));
+            let data = if kept.contains(&k) {
+                Arc::new(reduced_cores.next().unwrap_or_default())
+            } else {
+                let r = ranks[k];
+                match identities.iter().find(|(rank, _)| *rank == r) {
+                    Some((_, data)) => Arc::clone(data),
+                    None => {
+                        let data = Arc::new(identity(r));
+                        identities.push((r, Arc::clone(&data)));
+                        data
+                    }
+                }
+            };
             Core { dims, data }
         })
         .collect();
@@ -694,6 +720,26 @@ mod tests {
             decompose(&w, &s, &symmetric()),
             Err(MpoError::NonFinite { index: 17 })
         );
+    }
+
+    /// The identity cores of a `[a, 1, …, 1, b]` shape are exact identities sharing one buffer.
+    #[test]
+    fn identity_cores_share_one_buffer() {
+        let s = shape("4,1,1,1,3", "2,1,1,1,5");
+        let w = gaussian(12 * 10, 7);
+        for opts in [symmetric(), left_orthonormal()] {
+            let mpo = decompose(&w, &s, &opts).unwrap();
+            let middle = &mpo.cores()[1..4];
+            let r = mpo.ranks()[1];
+            assert_eq!(r, 8);
+            for core in middle {
+                assert_eq!(core.dims(), [r, 1, 1, r]);
+                assert_eq!(core.data().as_ptr(), middle[0].data().as_ptr());
+            }
+            let eye: Vec<f64> = (0..r * r).map(|k| f64::from(k / r == k % r)).collect();
+            assert_eq!(middle[0].data(), eye.as_slice());
+            assert!(rel_err(&mpo.to_dense(), &w) < 1e-13);
+        }
     }
 
     /// A random MPO of known ranks is recovered exactly by a decomposition capped at those ranks.

@@ -91,11 +91,8 @@ fn gram_svd(
     if !(s[0].is_finite() && s[0] > 0.0 && s[k - 1] * GRAM_MAX_CONDITION >= s[0]) {
         return Ok(None);
     }
-    // The kept eigenvectors, descending: column i of `w` is eigenvector k-1-i.
-    let mut w = Mat::<f64>::zeros(k, r);
-    for i in 0..r {
-        w.col_mut(i).copy_from(eig.U().col(k - 1 - i));
-    }
+    // The kept eigenvectors, descending: the last `r` columns of `U`, reversed (a view).
+    let w = eig.U().reverse_cols().subcols(0, r);
     let inv: Vec<f64> = s[..r].iter().map(|x| x.recip()).collect();
     if m >= n {
         // w = V_r (n × r); its column-major buffer is Vᵀ row-major. Uᵀ = diag(1/s) V_rᵀ Aᵀ (r × m,
@@ -106,17 +103,19 @@ fn gram_svd(
         for (c, &x) in inv.iter().enumerate() {
             ut.rb_mut().row_mut(c).iter_mut().for_each(|v| *v *= x);
         }
-        let vt = (0..n * r).map(|idx| w[(idx % n, idx / n)]).collect();
+        let mut vt = vec![0.0; r * n];
+        MatMut::from_column_major_slice_mut(&mut vt, n, r).copy_from(w);
         Ok(Some(Svd { u, s, vt }))
     } else {
         // w = U_r (m × r). Vᵀ row-major (r × n) is V column-major (n × r) = Aᵀ U_r diag(1/s).
         let mut vt = vec![0.0; r * n];
         let mut v = MatMut::from_column_major_slice_mut(&mut vt, n, r);
-        matmul(v.rb_mut(), Accum::Replace, at, w.as_ref(), 1.0, par);
+        matmul(v.rb_mut(), Accum::Replace, at, w, 1.0, par);
         for (c, &x) in inv.iter().enumerate() {
             v.rb_mut().col_mut(c).iter_mut().for_each(|v| *v *= x);
         }
-        let u = (0..m * r).map(|idx| w[(idx / r, idx % r)]).collect();
+        let mut u = vec![0.0; m * r];
+        MatMut::from_column_major_slice_mut(&mut u, r, m).copy_from(w.transpose());
         Ok(Some(Svd { u, s, vt }))
     }
 }
