@@ -28,6 +28,11 @@ pub struct TrainArgs {
     /// Skip the PyTorch reference.
     #[arg(long)]
     no_reference: bool,
+    /// Backend of the opf rows: `cpu` (burn-flex, the default) or `tch` (LibTorch on the CPU;
+    /// build-time `LIBTORCH_USE_PYTORCH=1` with torch 2.9.0 and its `torch/lib` on
+    /// `LD_LIBRARY_PATH`, see the README).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "tch"])]
+    backend: String,
 }
 
 struct Row {
@@ -55,9 +60,13 @@ fn run_opf(
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .env("RAYON_NUM_THREADS", args.threads.to_string())
-        .args([
-            "run", "--quiet", "-p", "opf-cli", "--", "glue", "MRPC", "--config",
-        ])
+        .args(["run", "--quiet", "-p", "opf-cli"]);
+    if args.backend == "tch" {
+        // LibTorch's intra-op pool, like torch.set_num_threads in the reference.
+        cmd.args(["--features", "tch"])
+            .env("OMP_NUM_THREADS", args.threads.to_string());
+    }
+    cmd.args(["--", "glue", "MRPC", "--device", &args.backend, "--config"])
         .arg(root.join("configs/mrpc.toml"))
         .args(["--num-train-epochs", "1", "--logging-steps", "1"])
         .args(["--max-train-samples", &(32 * args.steps).to_string()])
@@ -144,6 +153,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let work = root.join("target/bench-train");
     std::fs::create_dir_all(&work)?;
     println!("load before: {}", loadavg());
+    println!("opf backend: {}", args.backend);
     let mut rows = vec![run_opf(&root, &work, args, "opf dense", &[])?];
     for variant in args.opf.split(',').filter(|v| !v.is_empty()) {
         let (preset, targets) = variant.split_once('/').unwrap_or((variant, "all"));

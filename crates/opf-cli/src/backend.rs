@@ -62,13 +62,16 @@ pub fn device(spec: &str) -> Result<Device> {
             return Err(not_compiled(spec, "wgpu"));
         }
         "tch" | "tch-cpu" => {
+            // burn-tch is deprecated in burn 0.22 (gone in 0.23); it stays as the LibTorch option.
             #[cfg(feature = "tch")]
+            #[allow(deprecated)]
             return Ok(Device::libtorch());
             #[cfg(not(feature = "tch"))]
             return Err(not_compiled(spec, "tch"));
         }
         "tch-cuda" => {
             #[cfg(feature = "tch")]
+            #[allow(deprecated)]
             return Ok(Device::libtorch_cuda(index));
             #[cfg(not(feature = "tch"))]
             return Err(not_compiled(spec, "tch"));

@@ -32,6 +32,7 @@ fn other_backends() -> Vec<(&'static str, Device)> {
     #[cfg(feature = "cuda")]
     found.push(("cuda", Device::cuda(0)));
     #[cfg(feature = "tch")]
+    #[allow(deprecated)] // burn-tch is deprecated in burn 0.22; still the LibTorch option here
     found.push(("tch", Device::libtorch()));
     found
 }
