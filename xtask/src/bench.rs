@@ -79,7 +79,15 @@ fn bench_mpo(args: &MpoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
 
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "mpo-core", "--example", "mpo_bench"])
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "mpo-core",
+            "--example",
+            "mpo_bench",
+        ])
         .current_dir(&root)
         .status()?;
     ensure!(status.success(), "building the mpo_bench example failed");
