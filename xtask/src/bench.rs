@@ -9,6 +9,10 @@ use anyhow::{Context, bail, ensure};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+/// Cargo arguments selecting the timed example. Release: the dev profile keeps debug assertions
+/// on, and faer checks a lot of them.
+const MPO_BENCH: [&str; 5] = ["--release", "-p", "mpo-core", "--example", "mpo_bench"];
+
 /// `cargo xtask bench …` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -79,15 +83,8 @@ fn bench_mpo(args: &MpoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
 
     let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "mpo-core",
-            "--example",
-            "mpo_bench",
-        ])
+        .args(["build", "-q"])
+        .args(MPO_BENCH)
         .current_dir(&root)
         .status()?;
     ensure!(status.success(), "building the mpo_bench example failed");
@@ -237,17 +234,9 @@ fn run_rust(
     threads: usize,
 ) -> anyhow::Result<Value> {
     let out = Command::new(env!("CARGO"))
-        .args([
-            "run",
-            "-q",
-            // Release: the dev profile keeps debug assertions on, and faer checks a lot of them.
-            "--release",
-            "-p",
-            "mpo-core",
-            "--example",
-            "mpo_bench",
-            "--",
-        ])
+        .args(["run", "-q"])
+        .args(MPO_BENCH)
+        .arg("--")
         .arg(&numpy.npy)
         .args([numpy.i.as_str(), numpy.j.as_str(), gauge, &reps.to_string()])
         .env("RAYON_NUM_THREADS", threads.to_string())

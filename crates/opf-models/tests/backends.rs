@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use opf_models::{BertForSequenceClassification, CoreTraining, Labels, LinearKind};
+use opf_models::{BertForSequenceClassification, Labels};
 
 /// Relative Frobenius error allowed between backends (f32 kernels sum in different orders).
 const TOLERANCE: f64 = 1e-4;
@@ -60,25 +60,7 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 /// FFN projections over-parameterized.
 fn logits(device: &Device, opf: bool) -> (Vec<f32>, Vec<f32>) {
     let device = device.clone().autodiff();
-    let (mut model, _) = BertForSequenceClassification::load(
-        common::tiny_dir(),
-        Some(&common::tiny_config_without_dropout()),
-        None,
-        &device,
-    )
-    .unwrap();
-    if opf {
-        let paths: Vec<_> = model
-            .bert
-            .linear_paths()
-            .into_iter()
-            .filter(|p| matches!(p.kind, LinearKind::Ffn1 | LinearKind::Ffn2))
-            .collect();
-        model
-            .bert
-            .over_parameterize(&paths, &"opf:3".parse().unwrap(), CoreTraining::All)
-            .unwrap();
-    }
+    let model = common::tiny_bert(&device, opf);
     let fixture = common::read_json("tiny-bert.json");
     let (ids, types, mask) = common::inputs(&fixture, &device);
     let eval = |model: &BertForSequenceClassification| -> Vec<f32> {

@@ -52,7 +52,6 @@ fn backward_reaches_the_classifier_and_every_projection() {
 fn first_adamw_step_on_mpo_cores_is_the_update_rule() {
     use burn::module::{ModuleVisitor, Param};
     use burn::optim::AdamWConfig;
-    use opf_models::{CoreTraining, LinearKind};
 
     /// `(path, values)` of every 4-D parameter (the cores), or of their gradients.
     struct Cores<'a> {
@@ -90,20 +89,7 @@ fn first_adamw_step_on_mpo_cores_is_the_update_rule() {
     };
 
     let device = Device::flex().autodiff();
-    let config = common::tiny_config_without_dropout();
-    let (mut model, _) =
-        BertForSequenceClassification::load(common::tiny_dir(), Some(&config), None, &device)
-            .unwrap();
-    let paths: Vec<_> = model
-        .bert
-        .linear_paths()
-        .into_iter()
-        .filter(|p| matches!(p.kind, LinearKind::Ffn1 | LinearKind::Ffn2))
-        .collect();
-    model
-        .bert
-        .over_parameterize(&paths, &"opf:3".parse().unwrap(), CoreTraining::All)
-        .unwrap();
+    let model = common::tiny_bert(&device, true);
     let fixture = common::read_json("tiny-bert.json");
     let (ids, types, mask) = common::inputs(&fixture, &device);
     let logits = model.forward(ids, types, mask);

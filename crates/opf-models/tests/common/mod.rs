@@ -123,3 +123,29 @@ pub fn tiny_config_without_dropout() -> opf_models::BertConfig {
     config.attention_probs_dropout_prob = 0.0;
     config
 }
+
+/// The tiny BERT (dropout off) on `device`, with its FFN projections over-parameterized as
+/// trainable `opf:3` MPOs when `opf` is set.
+pub fn tiny_bert(device: &Device, opf: bool) -> opf_models::BertForSequenceClassification {
+    use opf_models::{CoreTraining, LinearKind};
+    let (mut model, _) = opf_models::BertForSequenceClassification::load(
+        tiny_dir(),
+        Some(&tiny_config_without_dropout()),
+        None,
+        device,
+    )
+    .unwrap();
+    if opf {
+        let paths: Vec<_> = model
+            .bert
+            .linear_paths()
+            .into_iter()
+            .filter(|p| matches!(p.kind, LinearKind::Ffn1 | LinearKind::Ffn2))
+            .collect();
+        model
+            .bert
+            .over_parameterize(&paths, &"opf:3".parse().unwrap(), CoreTraining::All)
+            .unwrap();
+    }
+    model
+}
