@@ -38,6 +38,9 @@ pub struct TrainArgs {
 struct Row {
     name: String,
     train_eps: f64,
+    /// Padded training tokens per second: the batches differ between opf and the reference
+    /// (different shuffles), so this is the rate with padding differences taken out.
+    train_tps: f64,
     eval_eps: f64,
     params: String,
 }
@@ -84,14 +87,19 @@ fn run_opf(
     let metrics: Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("metrics.json")).context("reading metrics.json")?,
     )?;
-    // Skip the first step (allocation, warm-up) as the reference's per-epoch rate does not.
+    // Every step counts, the first (allocation, warm-up) included, as in the reference's
+    // per-epoch rate.
     let logs = metrics["log"].as_array().context("log entries")?;
-    let rates: Vec<f64> = logs
-        .iter()
-        .skip(1)
-        .filter_map(|l| l["examples_per_second"].as_f64())
-        .collect();
-    let train_eps = rates.len() as f64 / rates.iter().map(|r| 1.0 / r).sum::<f64>();
+    let (mut examples, mut tokens, mut seconds) = (0.0, 0.0, 0.0);
+    for l in logs {
+        let n = l["examples"]
+            .as_f64()
+            .context("`examples` in the training log (an opf binary from before it was logged?)")?;
+        examples += n;
+        tokens += l["padded_tokens"].as_f64().context("padded tokens")?;
+        seconds += n / l["examples_per_second"].as_f64().context("rate")?;
+    }
+    let (train_eps, train_tps) = (examples / seconds, tokens / seconds);
     // The dev pass after training runs on the merged (dense) model; the CLI prints its rate.
     let eval_eps = stdout
         .lines()
@@ -107,6 +115,7 @@ fn run_opf(
     Ok(Row {
         name: name.to_string(),
         train_eps,
+        train_tps,
         eval_eps,
         params,
     })
@@ -139,6 +148,8 @@ fn run_reference(root: &Path, work: &Path, args: &TrainArgs) -> anyhow::Result<R
     Ok(Row {
         name: "pytorch (hf_mrpc.py)".into(),
         train_eps: e["train_examples_per_sec"].as_f64().context("train rate")?,
+        train_tps: e["train_padded_tokens"].as_f64().context("train tokens")?
+            / e["train_seconds"].as_f64().context("train seconds")?,
         eval_eps: e["eval_examples_per_sec"].as_f64().context("eval rate")?,
         params: format!("parameters: {}", v["n_params"]),
     })
@@ -177,20 +188,29 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     println!("load after: {}", loadavg());
     let dense = (rows[0].train_eps, rows[0].eval_eps);
     println!(
-        "\n{:<24} {:>10} {:>10} {:>14} {:>14}",
-        "variant", "train ex/s", "eval ex/s", "train step ×", "eval time ×"
+        "\n{:<24} {:>10} {:>12} {:>10} {:>14} {:>14}",
+        "variant", "train ex/s", "train tok/s", "eval ex/s", "train step ×", "eval time ×"
     );
     for r in &rows {
         println!(
-            "{:<24} {:>10.2} {:>10.2} {:>14.3} {:>14.3}",
+            "{:<24} {:>10.2} {:>12.0} {:>10.2} {:>14.3} {:>14.3}",
             r.name,
             r.train_eps,
+            r.train_tps,
             r.eval_eps,
             dense.0 / r.train_eps,
             dense.1 / r.eval_eps
         );
     }
     println!("(× columns: time relative to opf dense; > 1 is slower)");
+    if let (false, Some(reference)) = (args.no_reference, rows.last()) {
+        println!(
+            "opf dense / PyTorch: train {:.3} (examples/s), {:.3} (padded tokens/s); eval {:.3}",
+            rows[0].train_eps / reference.train_eps,
+            rows[0].train_tps / reference.train_tps,
+            rows[0].eval_eps / reference.eval_eps
+        );
+    }
     for r in &rows {
         println!("{}: {}", r.name, r.params);
     }

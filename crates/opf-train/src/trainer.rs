@@ -207,6 +207,12 @@ pub struct StepLog {
     pub grad_norm: f64,
     /// Training examples per second since the last log.
     pub examples_per_second: f64,
+    /// Training examples since the last log.
+    #[serde(default)]
+    pub examples: usize,
+    /// Padded tokens (batch size × padded length, summed over batches) since the last log.
+    #[serde(default)]
+    pub padded_tokens: usize,
 }
 
 /// One evaluation.
@@ -723,6 +729,7 @@ pub fn train_with_rounds<M: TaskModel>(
     let mut interval_loss = 0.0;
     let mut interval_steps = 0usize;
     let mut interval_examples = 0usize;
+    let mut interval_tokens = 0usize;
     let mut interval_start = Instant::now();
     let mut last_checkpoint = resumed.then_some(state.global_step);
     let segment_start = Instant::now();
@@ -789,6 +796,7 @@ pub fn train_with_rounds<M: TaskModel>(
             interval_loss += loss_value;
             interval_steps += 1;
             interval_examples += batch.batch_size;
+            interval_tokens += batch.batch_size * batch.seq_len;
             let epoch_f = state.global_step as f64 / steps_per_epoch as f64;
             if args.logging_steps > 0 && state.global_step % args.logging_steps == 0 {
                 let log = StepLog {
@@ -799,12 +807,15 @@ pub fn train_with_rounds<M: TaskModel>(
                     grad_norm,
                     examples_per_second: interval_examples as f64
                         / interval_start.elapsed().as_secs_f64(),
+                    examples: interval_examples,
+                    padded_tokens: interval_tokens,
                 };
                 observer.on_log(&log);
                 state.log.push(log);
                 interval_loss = 0.0;
                 interval_steps = 0;
                 interval_examples = 0;
+                interval_tokens = 0;
                 interval_start = Instant::now();
             }
             let epoch_end = state.global_step % steps_per_epoch == 0;
