@@ -376,8 +376,16 @@ impl Observer for Probe {
 }
 
 /// The parts of a log entry that do not depend on wall time.
-fn step_key(l: &StepLog) -> (usize, f64, f64, f64, f64) {
-    (l.step, l.epoch, l.loss, l.lr, l.grad_norm)
+fn step_key(l: &StepLog) -> (usize, f64, f64, f64, f64, usize, usize) {
+    (
+        l.step,
+        l.epoch,
+        l.loss,
+        l.lr,
+        l.grad_norm,
+        l.examples,
+        l.padded_tokens,
+    )
 }
 
 fn eval_key(e: &EvalLog) -> (usize, f64, String, f64, BTreeMap<String, f64>) {
@@ -440,6 +448,17 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     assert_eq!(eval_steps, [4, 5, 8, 10]);
     let log_steps: Vec<usize> = full.state.log.iter().map(|l| l.step).collect();
     assert_eq!(log_steps, [3, 6, 9]);
+    // Each interval is 3 full batches of 8, each padded to its longest example.
+    let lengths: Vec<usize> = data.train.iter().map(|f| f.input_ids.len()).collect();
+    let (shortest, longest) = (
+        *lengths.iter().min().unwrap(),
+        *lengths.iter().max().unwrap(),
+    );
+    for l in &full.state.log {
+        assert_eq!(l.examples, 24);
+        assert_eq!(l.padded_tokens % 8, 0);
+        assert!((24 * shortest..=24 * longest).contains(&l.padded_tokens));
+    }
     assert!(
         full.state
             .log
