@@ -125,6 +125,9 @@ impl ProjLinear {
                     linear.bias.as_ref().map(Param::val),
                 )
             }
+            ProjLinear::Dense(linear) if precision::folds_rows(&input.device()) => {
+                precision::on_rows(input, self.d_output(), |x| linear.forward(x))
+            }
             ProjLinear::Dense(linear) => linear.forward(input),
             ProjLinear::Mpo(mpo) => mpo.forward(input),
         }

@@ -143,16 +143,17 @@ impl MpoLinear {
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         let dims = input.dims();
         let rows = dims[..D - 1].iter().product();
+        let (d_out, _) = self.dims();
         let out = match self.forward_mode(rows) {
+            ForwardMode::Dense if precision::folds_rows(&input.device()) => {
+                let weight = self.weight().transpose();
+                precision::on_rows(input, d_out, |x| precision::matmul(x, weight))
+            }
             ForwardMode::Dense => {
                 precision::matmul(input, self.weight().transpose().unsqueeze::<D>())
             }
             ForwardMode::Factorised => {
-                let (d_out, d_in) = self.dims();
-                let mut shape = dims;
-                shape[D - 1] = d_out;
-                self.apply_factorised(input.reshape([rows, d_in]))
-                    .reshape(shape)
+                precision::on_rows(input, d_out, |x| self.apply_factorised(x))
             }
         };
         match &self.bias {
