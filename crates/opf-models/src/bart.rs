@@ -45,9 +45,8 @@ use std::path::Path;
 use std::str::FromStr;
 
 use burn::module::{Initializer, Param};
-use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -59,6 +58,7 @@ use crate::checkpoint::{
     Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, write_safetensors,
 };
 use crate::config_io;
+use crate::fused::{LayerNorm, softmax};
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 use crate::precision;
 
@@ -713,9 +713,7 @@ impl BartLayerConfig {
 
 /// `nn.LayerNorm(d)`: PyTorch's default epsilon 1e-5, `γ = 1, β = 0`.
 fn layer_norm(d_model: usize, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(d_model)
-        .with_epsilon(1e-5)
-        .init(device)
+    LayerNorm::new(d_model, 1e-5, device)
 }
 
 /// A `N(0, std²)` parameter.

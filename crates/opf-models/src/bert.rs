@@ -38,11 +38,9 @@ use std::str::FromStr;
 
 use burn::module::Initializer;
 use burn::nn::loss::{CrossEntropyLoss, MseLoss, Reduction};
-use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
-};
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::activation::{gelu, gelu_approximate, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -50,6 +48,7 @@ use crate::checkpoint::{
     Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, write_safetensors,
 };
 use crate::config_io;
+use crate::fused::{LayerNorm, softmax};
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 use crate::precision;
 
@@ -468,9 +467,7 @@ impl BertEmbeddingsConfig {
             word_embeddings: table(self.vocab_size),
             position_embeddings: table(self.max_position_embeddings),
             token_type_embeddings: table(self.type_vocab_size),
-            layer_norm: LayerNormConfig::new(self.hidden_size)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device),
+            layer_norm: LayerNorm::new(self.hidden_size, self.layer_norm_eps, device),
             dropout: DropoutConfig::new(self.hidden_dropout_prob).init(),
         }
     }
@@ -629,9 +626,7 @@ impl BertSelfOutputConfig {
             dense: ProjLinearConfig::new(self.hidden_size, self.hidden_size)
                 .with_initializer_range(self.initializer_range)
                 .init(device),
-            layer_norm: LayerNormConfig::new(self.hidden_size)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device),
+            layer_norm: LayerNorm::new(self.hidden_size, self.layer_norm_eps, device),
             dropout: DropoutConfig::new(self.hidden_dropout_prob).init(),
         }
     }
@@ -780,9 +775,7 @@ impl BertOutputConfig {
             dense: ProjLinearConfig::new(self.intermediate_size, self.hidden_size)
                 .with_initializer_range(self.initializer_range)
                 .init(device),
-            layer_norm: LayerNormConfig::new(self.hidden_size)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device),
+            layer_norm: LayerNorm::new(self.hidden_size, self.layer_norm_eps, device),
             dropout: DropoutConfig::new(self.hidden_dropout_prob).init(),
         }
     }

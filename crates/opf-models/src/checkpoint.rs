@@ -11,12 +11,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 use burn::tensor::DType;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::ModelError;
+use crate::fused::LayerNorm;
 use crate::linear::{ProjLinear, dense_from_hf};
 
 /// What a model's `load` ([`BertForSequenceClassification::load`](crate::BertForSequenceClassification::load),
@@ -497,7 +498,7 @@ impl HfModule<'_> {
             }
             HfModule::LayerNorm(n) => {
                 n.gamma = Param::from_tensor(Tensor::from_data(next(), device));
-                n.beta = Some(Param::from_tensor(Tensor::from_data(next(), device)));
+                n.beta = Param::from_tensor(Tensor::from_data(next(), device));
             }
         }
     }
@@ -519,9 +520,10 @@ impl HfModule<'_> {
             }
             HfModule::Embedding(e) => vec![("weight", data(e.weight.val()))],
             HfModule::LayerNorm(n) => {
-                let mut out = vec![("weight", data1(n.gamma.val()))];
-                out.extend(n.beta.as_ref().map(|b| ("bias", data1(b.val()))));
-                out
+                vec![
+                    ("weight", data1(n.gamma.val())),
+                    ("bias", data1(n.beta.val())),
+                ]
             }
         }
     }

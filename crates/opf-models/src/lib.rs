@@ -21,6 +21,7 @@ pub mod bert;
 pub mod checkpoint;
 mod config_io;
 pub mod error;
+pub mod fused;
 pub mod linear;
 pub mod mpo_linear;
 pub mod precision;

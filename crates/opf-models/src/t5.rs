@@ -39,13 +39,14 @@ use std::str::FromStr;
 use burn::module::{Initializer, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 use crate::bert::{HiddenAct, extended_attention_mask};
 use crate::checkpoint::{Checkpoint, LoadReport, write_safetensors};
 use crate::config_io;
+use crate::fused::softmax;
 use crate::linear::{
     self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, dense_from_hf,
 };

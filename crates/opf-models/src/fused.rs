@@ -1,0 +1,348 @@
+//! Softmax and layer norm as single operations under autodiff.
+//!
+//! burn 0.22's autodiff backend has no softmax or layer-norm operation of its own: both fall back
+//! to the defaults in `burn_backend` (`ActivationOps::softmax`, `ModuleOps::layer_norm`), which
+//! compose them from element-wise operations, each recorded with its own backward. A BERT layer
+//! then spends a dozen passes over its attention probabilities and each layer norm's activations
+//! that PyTorch's fused `_softmax` / `native_layer_norm` kernels and their backwards do not.
+//!
+//! [`softmax`] and [`layer_norm`] run the inner backend's own kernel forward (LibTorch's and
+//! burn-flex's are fused) and record one backward each, written here from the closed-form
+//! gradients:
+//!
+//! - softmax `y = softmax(x)`: `dx = y ⊙ g − y ⊙ Σ(y ⊙ g)` (sum along the softmax axis);
+//! - layer norm `y = x̂ γ + β`, `x̂ = (x − μ) σ⁻¹`: `dβ = Σ g`, `dγ = Σ g ⊙ x̂` (sums over rows)
+//!   and `dx = σ⁻¹ (g γ − mean(g γ) − x̂ mean(g γ ⊙ x̂))` (means along the row), as PyTorch's
+//!   `layer_norm_backward_cpu` (`aten/src/ATen/native/cpu/layer_norm_kernel.cpp`).
+//!
+//! Off autodiff both are the backend's own `softmax` / `layer_norm`.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
+use burn::module::{Initializer, Param};
+use burn::prelude::*;
+use burn::tensor::Shape;
+
+/// The two fused operations, as a burn backend extension.
+// burn-tch is deprecated in burn 0.22; still the LibTorch option here.
+#[cfg_attr(feature = "tch", allow(deprecated))]
+#[backend_extension(
+    Flex: cfg(feature = "cpu"),
+    LibTorch: cfg(feature = "tch"),
+    Cube: cfg(any(feature = "wgpu", feature = "cuda")),
+    Autodiff,
+)]
+pub trait FusedOps: Backend {
+    /// Softmax along `dim`.
+    fn fused_softmax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        Self::softmax(tensor, dim)
+    }
+
+    /// Layer norm over the last axis with scale `gamma` and shift `beta`.
+    fn fused_layer_norm(
+        tensor: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(tensor, gamma, Some(beta), epsilon)
+    }
+}
+
+#[cfg(feature = "cpu")]
+impl FusedOps for burn::backend::Flex {}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)]
+impl FusedOps for burn::backend::LibTorch {}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl FusedOps for burn::backend::Cube {}
+
+impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn fused_softmax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Softmax;
+
+        impl<B: Backend> Backward<B, 1> for Softmax {
+            type State = (B::FloatTensorPrimitive, usize);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (y, dim) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    let yg = B::float_mul(grad, y.clone());
+                    let sum = B::float_sum_dim(yg.clone(), dim);
+                    B::float_sub(yg, B::float_mul(y, sum))
+                });
+            }
+        }
+
+        let node = tensor.node();
+        let y = B::softmax(tensor.into_primitive(), dim);
+        match Softmax.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((y.clone(), dim), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_layer_norm(
+        tensor: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LayerNorm;
+
+        impl<B: Backend> Backward<B, 3> for LayerNorm {
+            type State = (B::FloatTensorPrimitive, B::FloatTensorPrimitive, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (x, gamma, epsilon) = ops.state;
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+
+                let shape = x.shape();
+                let d = shape[shape.num_dims() - 1];
+                let rows = shape.num_elements() / d;
+                let x = B::float_reshape(x, Shape::new([rows, d]));
+                let grad = B::float_reshape(grad, Shape::new([rows, d]));
+
+                // μ, σ⁻¹ and x̂ per row, recomputed (the forward kernel keeps none of them).
+                let mean = B::float_mean_dim(x.clone(), 1);
+                let centered = B::float_sub(x, mean);
+                let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), 1);
+                let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(var, epsilon.into())));
+                let x_hat = B::float_mul(centered, rstd.clone());
+
+                let column_sum = |t| B::float_reshape(B::float_sum_dim(t, 0), Shape::new([d]));
+                if let Some(node) = node_beta {
+                    grads.register::<B>(node.id, column_sum(grad.clone()));
+                }
+                if let Some(node) = node_gamma {
+                    let g_x_hat = B::float_mul(grad.clone(), x_hat.clone());
+                    grads.register::<B>(node.id, column_sum(g_x_hat));
+                }
+                if let Some(node) = node_x {
+                    let g_gamma = B::float_mul(grad, B::float_reshape(gamma, Shape::new([1, d])));
+                    let mean_g = B::float_mean_dim(g_gamma.clone(), 1);
+                    let mean_g_x_hat =
+                        B::float_mean_dim(B::float_mul(g_gamma.clone(), x_hat.clone()), 1);
+                    let dx = B::float_sub(
+                        B::float_sub(g_gamma, mean_g),
+                        B::float_mul(x_hat, mean_g_x_hat),
+                    );
+                    let dx = B::float_mul(dx, rstd);
+                    grads.register::<B>(node.id, B::float_reshape(dx, shape));
+                }
+            }
+        }
+
+        let nodes = [tensor.node(), gamma.node(), beta.node()];
+        let (x, gamma) = (tensor.into_primitive(), gamma.into_primitive());
+        let y = B::layer_norm(
+            x.clone(),
+            gamma.clone(),
+            Some(beta.into_primitive()),
+            epsilon,
+        );
+        match LayerNorm.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x, gamma, epsilon), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+/// Softmax along `dim` (negative counts from the end) as one autodiff operation.
+///
+/// # Shapes
+///
+/// - input and output: any, equal
+pub fn softmax<const D: usize>(tensor: Tensor<D>, dim: isize) -> Tensor<D> {
+    let dim = if dim < 0 { D as isize + dim } else { dim };
+    assert!(
+        (0..D as isize).contains(&dim),
+        "softmax axis {dim} out of range for rank {D}"
+    );
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_softmax(
+        tensor.into_dispatch(),
+        dim as usize,
+    ))
+}
+
+/// Layer norm over the last axis as one autodiff operation: `(x − μ) / √(σ² + ε) γ + β` with the
+/// biased variance, as `torch.nn.functional.layer_norm`.
+///
+/// # Shapes
+///
+/// - input and output: `[..., d_model]`
+/// - gamma, beta: `[d_model]`
+pub fn layer_norm<const D: usize>(
+    tensor: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
+        tensor.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    ))
+}
+
+/// Layer norm over the last axis with scale and shift, as `torch.nn.LayerNorm`: the parameters
+/// (and record names) of burn's `nn::LayerNorm` with a bias, the forward [`layer_norm`].
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    /// Scale γ, `[d_model]`.
+    pub gamma: Param<Tensor<1>>,
+    /// Shift β, `[d_model]`.
+    pub beta: Param<Tensor<1>>,
+    /// Added to the variance.
+    #[module(skip)]
+    pub epsilon: f64,
+}
+
+impl LayerNorm {
+    /// `γ = 1`, `β = 0`.
+    pub fn new(d_model: usize, epsilon: f64, device: &Device) -> Self {
+        Self {
+            gamma: Initializer::Ones.init([d_model], device),
+            beta: Initializer::Zeros.init([d_model], device),
+            epsilon,
+        }
+    }
+
+    /// Normalises the last axis.
+    ///
+    /// # Shapes
+    ///
+    /// - input and output: `[..., d_model]`
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        layer_norm(input, self.gamma.val(), self.beta.val(), self.epsilon)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance, activation};
+
+    /// Relative tolerance of the f32 comparisons: both sides round differently (one kernel
+    /// against a chain of element-wise operations), by a few ulps times the row length.
+    const TOL: f32 = 1e-5;
+
+    fn assert_close<const D: usize>(actual: Tensor<D>, expected: Tensor<D>, what: &str) {
+        let scale = expected.clone().abs().max().into_scalar::<f32>();
+        let diff = (actual - expected).abs().max().into_scalar::<f32>();
+        assert!(
+            diff <= TOL * scale,
+            "{what}: max |diff| {diff} vs scale {scale}"
+        );
+    }
+
+    /// Values and input gradients equal burn's composed softmax (through autodiff's element-wise
+    /// operations) under a random upstream gradient, on the last and a middle axis.
+    #[test]
+    fn softmax_matches_composed_softmax_and_its_gradient() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        for dim in [3usize, 1] {
+            let x = Tensor::<4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 3.0), &device)
+                .require_grad();
+            let w = Tensor::<4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+            let fused = softmax(x.clone(), dim as isize);
+            let composed = activation::softmax(x.clone(), dim);
+            assert_close(fused.clone(), composed.clone(), "softmax values");
+            let g_fused = x.grad(&(fused * w.clone()).sum().backward()).unwrap();
+            let g_composed = x.grad(&(composed * w).sum().backward()).unwrap();
+            assert_close(g_fused, g_composed, "softmax input gradient");
+        }
+        assert_close(
+            softmax(Tensor::<2>::from_floats([[1.0, 2.0, 3.0]], &device), -1),
+            Tensor::<2>::from_floats([[0.090_030_57, 0.244_728_48, 0.665_240_94]], &device),
+            "softmax([1, 2, 3]) (scipy.special.softmax)",
+        );
+    }
+
+    /// Values and the gradients of input, γ and β equal burn's `nn::LayerNorm` forward through
+    /// autodiff's element-wise operations, with non-trivial γ, β and a random upstream gradient.
+    #[test]
+    fn layer_norm_matches_composed_layer_norm_and_its_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(12);
+        let d = 16;
+        let x = (Tensor::<3>::random([2, 5, d], Distribution::Normal(0.0, 2.0), &device) + 1.5)
+            .require_grad();
+        let w = Tensor::<3>::random([2, 5, d], Distribution::Normal(0.0, 1.0), &device);
+        let gamma = Tensor::<1>::random([d], Distribution::Normal(1.0, 0.5), &device);
+        let beta = Tensor::<1>::random([d], Distribution::Normal(0.0, 0.5), &device);
+        let ours = LayerNorm {
+            gamma: Param::from_tensor(gamma.clone()),
+            beta: Param::from_tensor(beta.clone()),
+            epsilon: 1e-5,
+        };
+        let mut theirs = burn::nn::LayerNormConfig::new(d)
+            .with_epsilon(1e-5)
+            .init(&device);
+        theirs.gamma = Param::from_tensor(gamma);
+        theirs.beta = Some(Param::from_tensor(beta));
+
+        let fused = ours.forward(x.clone());
+        let composed = theirs.forward(x.clone());
+        assert_close(fused.clone(), composed.clone(), "layer norm values");
+        let grads_fused = (fused * w.clone()).sum().backward();
+        let grads_composed = (composed * w).sum().backward();
+        assert_close(
+            x.grad(&grads_fused).unwrap(),
+            x.grad(&grads_composed).unwrap(),
+            "input gradient",
+        );
+        assert_close(
+            ours.gamma.val().grad(&grads_fused).unwrap(),
+            theirs.gamma.val().grad(&grads_composed).unwrap(),
+            "gamma gradient",
+        );
+        assert_close(
+            ours.beta.val().grad(&grads_fused).unwrap(),
+            theirs
+                .beta
+                .as_ref()
+                .unwrap()
+                .val()
+                .grad(&grads_composed)
+                .unwrap(),
+            "beta gradient",
+        );
+    }
+
+    /// Off autodiff the fused operations are the backend's own (a LayerNorm with γ = 1, β = 0
+    /// standardises each row).
+    #[test]
+    fn layer_norm_standardises_rows_without_autodiff() {
+        let device = Device::flex();
+        let norm = LayerNorm::new(4, 0.0, &device);
+        let y = norm.forward(Tensor::<2>::from_floats([[1.0, 2.0, 3.0, 4.0]], &device));
+        let s = 1.0 / 1.25f32.sqrt();
+        y.into_data().assert_approx_eq::<f32>(
+            &TensorData::from([[-1.5 * s, -0.5 * s, 0.5 * s, 1.5 * s]]),
+            Tolerance::absolute(1e-6),
+        );
+    }
+}
