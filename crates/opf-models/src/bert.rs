@@ -48,7 +48,7 @@ use crate::checkpoint::{
     Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, write_safetensors,
 };
 use crate::config_io;
-use crate::fused::{LayerNorm, softmax};
+use crate::fused::{self, LayerNorm, softmax};
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 use crate::precision;
 
@@ -584,11 +584,14 @@ impl BertSelfAttention {
         let value = heads(self.value.forward(hidden_states));
 
         let scaling = (self.head_size as f64).powf(-0.5);
-        let scores = precision::matmul(query, key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
-        let probs = self.dropout.forward(softmax(scores, 3));
-        precision::matmul(probs, value)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, hidden])
+        let context = if fused::attention_applies(&mask) {
+            fused::attention(query, key, value, mask, scaling)
+        } else {
+            let scores = precision::matmul(query, key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
+            let probs = self.dropout.forward(softmax(scores, 3));
+            precision::matmul(probs, value)
+        };
+        context.swap_dims(1, 2).reshape([batch, seq, hidden])
     }
 }
 

@@ -15,7 +15,11 @@
 //!   and `dx = σ⁻¹ (g γ − mean(g γ) − x̂ mean(g γ ⊙ x̂))` (means along the row), as PyTorch's
 //!   `layer_norm_backward_cpu` (`aten/src/ATen/native/cpu/layer_norm_kernel.cpp`).
 //!
-//! Off autodiff both are the backend's own `softmax` / `layer_norm`.
+//! Off autodiff both are the backend's own `softmax` / `layer_norm`. [`attention`] is for
+//! inference: the backend's attention kernel, with the additive mask as its bias.
+
+// burn-tch is deprecated in burn 0.22; still the LibTorch option here.
+#![cfg_attr(feature = "tch", allow(deprecated))]
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -27,10 +31,9 @@ use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::module::{Initializer, Param};
 use burn::prelude::*;
 use burn::tensor::Shape;
+use burn::tensor::ops::AttentionModuleOptions;
 
-/// The two fused operations, as a burn backend extension.
-// burn-tch is deprecated in burn 0.22; still the LibTorch option here.
-#[cfg_attr(feature = "tch", allow(deprecated))]
+/// The fused operations, as a burn backend extension.
 #[backend_extension(
     Flex: cfg(feature = "cpu"),
     LibTorch: cfg(feature = "tch"),
@@ -52,14 +55,53 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self> {
         Self::layer_norm(tensor, gamma, Some(beta), epsilon)
     }
+
+    /// `softmax(Q Kᵀ scale + bias) V`, the bias broadcast over heads and query rows: the
+    /// backend's attention kernel (burn-flex's flash attention).
+    fn fused_attention(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        let options = AttentionModuleOptions {
+            scale: Some(scale),
+            softcap: None,
+            is_causal: false,
+        };
+        Self::attention(query, key, value, None, Some(bias), options)
+    }
 }
 
 #[cfg(feature = "cpu")]
 impl FusedOps for burn::backend::Flex {}
 
+/// burn-tch's `attention` falls back to the composed form when given a bias, and passes a
+/// boolean mask to `torch.nn.functional.scaled_dot_product_attention` unchanged, whose `True`
+/// means attend where burn's means mask out. The additive bias goes to PyTorch's kernel
+/// directly, as Hugging Face's `sdpa_attention_forward` passes its additive mask.
 #[cfg(feature = "tch")]
-#[allow(deprecated)]
-impl FusedOps for burn::backend::LibTorch {}
+impl FusedOps for burn::backend::LibTorch {
+    fn fused_attention(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        burn::backend::libtorch::TchTensor::new(tch::Tensor::scaled_dot_product_attention(
+            &query.tensor,
+            &key.tensor,
+            &value.tensor,
+            Some(bias.tensor),
+            0.0,
+            false,
+            scale,
+            false,
+        ))
+    }
+}
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl FusedOps for burn::backend::Cube {}
@@ -183,6 +225,55 @@ pub fn softmax<const D: usize>(tensor: Tensor<D>, dim: isize) -> Tensor<D> {
         tensor.into_dispatch(),
         dim as usize,
     ))
+}
+
+/// `softmax(Q Kᵀ scale + bias) V` by the backend's attention kernel (PyTorch's
+/// `scaled_dot_product_attention` on LibTorch, flash attention on burn-flex). Without dropout:
+/// for inference. Under autodiff it is burn's composed attention.
+///
+/// # Shapes
+///
+/// - query: `[batch, heads, seq_q, head_dim]`; key, value: `[batch, heads, seq_k, head_dim]`
+/// - bias: broadcastable to `[batch, heads, seq_q, seq_k]`, e.g. `[batch, 1, 1, seq_k]`
+/// - output: `[batch, heads, seq_q, head_dim]`
+pub fn attention(
+    query: Tensor<4>,
+    key: Tensor<4>,
+    value: Tensor<4>,
+    bias: Tensor<4>,
+    scale: f64,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
+        query.into_dispatch(),
+        key.into_dispatch(),
+        value.into_dispatch(),
+        bias.into_dispatch(),
+        scale,
+    ))
+}
+
+/// Whether [`attention`] replaces the composed attention for an input on this tensor's device:
+/// off autodiff (inference: no dropout, no backward), in f32 (under a half-precision
+/// [`crate::Autocast`] the composed form's products are the autocast ones), and on LibTorch,
+/// where PyTorch's kernel made MiniLM-L6 evaluation on MRPC faster. burn-flex's flash attention
+/// was slower there than its composed form (16.3-16.8 against 17.5-18.1 examples/s), so Flex
+/// keeps the composed form, as do the GPU backends, which the tests here do not reach.
+pub fn attention_applies<const D: usize>(tensor: &Tensor<D>) -> bool {
+    #[cfg(feature = "tch")]
+    {
+        use crate::precision::Precision;
+        let device = tensor.device();
+        let libtorch = matches!(
+            device.as_dispatch(),
+            burn::backend::DispatchDevice::LibTorch(_)
+        );
+        libtorch && !device.is_autodiff() && Precision::current() == Precision::F32
+    }
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = tensor;
+        false
+    }
 }
 
 /// Layer norm over the last axis as one autodiff operation: `(x − μ) / √(σ² + ε) γ + β` with the
@@ -330,6 +421,35 @@ mod tests {
                 .unwrap(),
             "beta gradient",
         );
+    }
+
+    /// The attention kernel equals the composed `softmax(Q Kᵀ s + bias) V` with a BERT padding
+    /// mask (`f32::MIN` on padded keys, [`crate::bert::extended_attention_mask`]).
+    #[test]
+    fn attention_matches_composed_attention_with_padding_mask() {
+        let device = Device::flex();
+        device.seed(13);
+        let qkv = || Tensor::<4>::random([2, 3, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = (qkv(), qkv(), qkv());
+        let keep = Tensor::<2, Int>::from_ints([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], &device);
+        let bias = crate::bert::extended_attention_mask(keep);
+        let scale = 0.5;
+        let composed = activation::softmax(
+            q.clone().matmul(k.clone().swap_dims(2, 3)) * scale + bias.clone(),
+            3,
+        )
+        .matmul(v.clone());
+        assert!(!attention_applies(&q), "Flex keeps the composed form");
+        let fused = attention(q, k, v.clone(), bias, scale);
+        assert_close(fused.clone(), composed, "attention");
+        // The second example's queries see only its first three values.
+        let first_three = v.slice(s![1..2, .., 0..3, ..]);
+        let mixed = fused.slice(s![1..2, .., .., ..]);
+        assert!(mixed.max().into_scalar::<f32>() <= first_three.max().into_scalar::<f32>() + 1e-6);
+        assert!(!attention_applies(&Tensor::<1>::zeros(
+            [1],
+            &device.autodiff()
+        )));
     }
 
     /// Off autodiff the fused operations are the backend's own (a LayerNorm with γ = 1, β = 0

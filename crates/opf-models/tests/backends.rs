@@ -21,6 +21,7 @@ use opf_models::{BertForSequenceClassification, Labels};
 const TOLERANCE: f64 = 1e-4;
 
 /// The backends compiled in besides the CPU reference, with a device for each.
+#[allow(clippy::vec_init_then_push)] // the pushes depend on the features
 fn other_backends() -> Vec<(&'static str, Device)> {
     #[allow(unused_mut)]
     let mut found = Vec::new();
