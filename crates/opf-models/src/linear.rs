@@ -19,7 +19,7 @@ use mpo_core::{DecomposeOptions, MpoShape, Orientation};
 use crate::checkpoint::param_paths;
 use crate::error::ModelError;
 use crate::mpo_linear::{CoreTraining, MpoLinear};
-use crate::precision::{self, Precision};
+use crate::precision;
 
 /// Configuration of a freshly initialised dense [`ProjLinear`], initialised as Hugging Face's
 /// `BertPreTrainedModel._init_weights` does for `nn.Linear`.
@@ -118,17 +118,11 @@ impl ProjLinear {
     /// (an MPO weight is still contracted in f32 first); the bias is added in f32.
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
         match self {
-            ProjLinear::Dense(linear) if Precision::current() != Precision::F32 => {
-                precision::linear(
-                    input,
-                    linear.weight.val(),
-                    linear.bias.as_ref().map(Param::val),
-                )
-            }
-            ProjLinear::Dense(linear) if precision::folds_rows(&input.device()) => {
-                precision::on_rows(input, self.d_output(), |x| linear.forward(x))
-            }
-            ProjLinear::Dense(linear) => linear.forward(input),
+            ProjLinear::Dense(linear) => precision::linear(
+                input,
+                linear.weight.val(),
+                linear.bias.as_ref().map(Param::val),
+            ),
             ProjLinear::Mpo(mpo) => mpo.forward(input),
         }
     }

@@ -145,13 +145,7 @@ impl MpoLinear {
         let rows = dims[..D - 1].iter().product();
         let (d_out, _) = self.dims();
         let out = match self.forward_mode(rows) {
-            ForwardMode::Dense if precision::folds_rows(&input.device()) => {
-                let weight = self.weight().transpose();
-                precision::on_rows(input, d_out, |x| precision::matmul(x, weight))
-            }
-            ForwardMode::Dense => {
-                precision::matmul(input, self.weight().transpose().unsqueeze::<D>())
-            }
+            ForwardMode::Dense => precision::linear(input, self.weight().transpose(), None),
             ForwardMode::Factorised => {
                 precision::on_rows(input, d_out, |x| self.apply_factorised(x))
             }

@@ -33,7 +33,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 
-use burn::tensor::{Device, FloatDType, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor, module};
 
 use crate::ModelError;
 
@@ -150,10 +150,10 @@ pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
     }
 }
 
-/// `x W (+ b)` with `W` `[d_input, d_output]`, as burn's `Linear::forward`, the product in the
-/// current [`Precision`] ([`matmul`]) and the bias added in f32. The leading axes of `input` are
-/// folded into one row axis so the product is a single GEMM ([`on_rows`]; half precision is for
-/// GPUs, see [`folds_rows`]).
+/// `x W (+ b)` with `W` `[d_input, d_output]`, as burn's `Linear::forward`: in f32 it is burn's
+/// `linear`, on the rows folded into one axis where [`folds_rows`] says so; under a half-precision
+/// guard the product runs in that precision ([`matmul`], always folded: one GEMM) and the bias is
+/// added in f32.
 ///
 /// # Shapes
 ///
@@ -166,6 +166,13 @@ pub(crate) fn linear<const D: usize>(
 ) -> Tensor<D> {
     let [d_input, d_output] = weight.dims();
     assert_eq!(input.dims()[D - 1], d_input, "input width must be d_input");
+    if Precision::current() == Precision::F32 {
+        return if folds_rows(&input.device()) {
+            on_rows(input, d_output, |x| module::linear(x, weight, bias))
+        } else {
+            module::linear(input, weight, bias)
+        };
+    }
     on_rows(input, d_output, |x| {
         let out = matmul(x, weight);
         match bias {
@@ -202,11 +209,12 @@ pub(crate) fn on_rows<const D: usize>(
 /// Flex keeps the batched form.
 pub(crate) fn folds_rows(device: &Device) -> bool {
     #[cfg(feature = "cpu")]
-    if *device == Device::flex() {
-        return false;
+    return *device != Device::flex();
+    #[cfg(not(feature = "cpu"))]
+    {
+        let _ = device;
+        true
     }
-    let _ = device;
-    true
 }
 
 #[cfg(test)]
@@ -277,14 +285,21 @@ mod tests {
         }
     }
 
-    /// Folding `[batch, seq]` into rows computes the same projection as burn's batched `linear`
-    /// (f32, default tolerance), and Flex, with or without autodiff, keeps the batched form.
+    /// In f32, [`linear`] is burn's `linear`; folding `[batch, seq]` into rows ([`on_rows`])
+    /// computes the same projection as burn's batched form (f32, default tolerance); Flex, with
+    /// or without autodiff, keeps the batched form.
     #[test]
-    fn folded_rows_match_batched_linear() {
+    fn linear_and_folded_rows_match_burn_linear_in_f32() {
         let device = Device::flex();
-        device.seed(5);
+        device.seed(4);
         let layer = crate::linear::init_dense(6, 3, 0.5, &device);
         let x = Tensor::<3>::random([2, 4, 6], Distribution::Normal(0.0, 1.0), &device);
+        let bias = layer.bias.as_ref().map(|b| b.val() + 0.25);
+        let expected = burn::tensor::module::linear(x.clone(), layer.weight.val(), bias.clone());
+        linear(x.clone(), layer.weight.val(), bias)
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::default());
+
         let folded = on_rows(x.clone(), 3, |rows| {
             assert_eq!(rows.dims(), [8, 6]);
             layer.forward(rows)
@@ -295,18 +310,5 @@ mod tests {
             .assert_approx_eq::<f32>(&layer.forward(x).into_data(), Tolerance::default());
         assert!(!folds_rows(&device));
         assert!(!folds_rows(&device.autodiff()));
-    }
-
-    #[test]
-    fn linear_matches_burn_linear_in_f32() {
-        let device = Device::flex();
-        device.seed(4);
-        let layer = crate::linear::init_dense(6, 3, 0.5, &device);
-        let x = Tensor::<3>::random([2, 4, 6], Distribution::Normal(0.0, 1.0), &device);
-        let bias = layer.bias.as_ref().map(|b| b.val() + 0.25);
-        let expected = burn::tensor::module::linear(x.clone(), layer.weight.val(), bias.clone());
-        linear(x, layer.weight.val(), bias)
-            .into_data()
-            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::default());
     }
 }
