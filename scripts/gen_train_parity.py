@@ -11,6 +11,9 @@ Two trajectories: `torch_adamw` (torch.optim.AdamW, as hf_mrpc.py) and `hf_adamw
 decoupled decay after the update; `transformers/optimization.py` v4.0.0 `AdamW.step`), written
 out below because transformers 5 no longer ships it.
 
+A third run, `hf_adamw_dropout`, keeps the config's dropout (0.1) after torch.manual_seed(0):
+opf reproduces its masks with PyTorch's generator (crates/opf-models/src/rng.rs).
+
 Usage (from the repository root, in the venv with torch and transformers):
     .venv/bin/python scripts/gen_train_parity.py
 """
@@ -80,11 +83,10 @@ class HfAdamW(torch.optim.Optimizer):
                     p.add_(p, alpha=-group["lr"] * group["weight_decay"])
 
 
-def trajectory(data, optimizer_cls):
+def trajectory(data, optimizer_cls, dropout=False):
     torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(
-        MODEL, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        dtype=torch.float32)
+    off = {} if dropout else dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = BertForSequenceClassification.from_pretrained(MODEL, dtype=torch.float32, **off)
     model.train()
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
@@ -118,7 +120,8 @@ def trajectory(data, optimizer_cls):
 def main():
     data = batches(np.random.default_rng(7))
     runs = {"hf_adamw": trajectory(data, HfAdamW),
-            "torch_adamw": trajectory(data, torch.optim.AdamW)}
+            "torch_adamw": trajectory(data, torch.optim.AdamW),
+            "hf_adamw_dropout": trajectory(data, HfAdamW, dropout=True)}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

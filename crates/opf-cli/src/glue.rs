@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use opf_glue::{Features, GlueTokenizer, Split, Task};
+use opf_models::rng::{self, TorchGenerator};
 use opf_models::{
     BartForSequenceClassification, BertForSequenceClassification, CoreTraining, Precision,
 };
@@ -15,7 +16,9 @@ use opf_select::{GroupRule, Horizon, RoundAt, Schedule, WeightTypes};
 use opf_train::child_tuning::{ChildTuningD, ChildTuningMasks};
 use opf_train::select::{RoundLog, Score, SelectionRounds};
 use opf_train::t5::T5TextToText;
-use opf_train::{EvalLog, NoRounds, Observer, RoundHook, RunDir, StepLog, TrainArgs, TrainData};
+use opf_train::{
+    EvalLog, NoRounds, Observer, RandomStreams, RoundHook, RunDir, StepLog, TrainArgs, TrainData,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::{Architecture, DEFAULT_MAX_TARGET_LENGTH, GlueModel, Setup, mpo_paths};
@@ -71,6 +74,11 @@ pub struct RunConfig {
     /// Seed of shuffling, dropout and head initialisation.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Random streams the seed drives: `torch` (PyTorch's CPU generator: the fresh head, the
+    /// epoch orders and the dropout masks of a PyTorch script seeded alike, as `hf_mrpc.py`) or
+    /// `burn` (burn's backend generator; the default).
+    #[arg(long)]
+    pub rng: Option<RandomStreams>,
     /// Evaluate every N steps (besides every epoch end).
     #[arg(long)]
     pub eval_steps: Option<usize>,
@@ -187,6 +195,7 @@ impl RunConfig {
             weight_decay,
             max_grad_norm,
             seed,
+            rng,
             eval_steps,
             logging_steps,
             save_steps,
@@ -254,6 +263,7 @@ impl RunConfig {
             weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
             max_grad_norm: self.max_grad_norm.unwrap_or(d.max_grad_norm),
             seed: self.seed.unwrap_or(d.seed),
+            rng: self.rng.unwrap_or(d.rng),
             eval_steps: self.eval_steps.unwrap_or(d.eval_steps),
             logging_steps: self.logging_steps.unwrap_or(d.logging_steps),
             save_steps: self.save_steps.unwrap_or(d.save_steps),
@@ -590,6 +600,10 @@ fn run_model<M: GlueModel>(
 
     let device = backend::device(&cmd.device)?;
     device.seed(args.seed);
+    // `torch.manual_seed(seed)` before the model is built: the fresh head, then (in the trainer)
+    // the dropout masks, draw from it.
+    let _torch_rng = (args.rng == RandomStreams::Torch)
+        .then(|| rng::install(Some(TorchGenerator::new(args.seed))));
     let train_device = device.clone().autodiff();
     args.precision.check(&train_device)?;
     let setup = Setup {

@@ -34,7 +34,7 @@ pub struct Batch {
     pub attention_mask: Vec<i64>,
     /// Labels, `None` for unlabelled (test) data.
     pub labels: Option<BatchLabels>,
-    /// Positions of the batch's rows in the feature slice given to [`Batches::new`]
+    /// Positions of the batch's rows in the feature slice given to [`Batches::new`] or [`Batches::with_order`]
     /// (to map predictions back to examples after shuffling).
     pub indices: Vec<usize>,
     /// Number of rows.
@@ -95,6 +95,22 @@ impl<'a> Batches<'a> {
         pad_id: i64,
         order: Order,
     ) -> Result<Batches<'a>, GlueError> {
+        let mut idx: Vec<usize> = (0..features.len()).collect();
+        if let Order::Shuffled { seed, epoch } = order {
+            idx.shuffle(&mut StdRng::seed_from_u64(epoch_seed(seed, epoch)));
+        }
+        Self::with_order(features, batch_size, pad_id, idx)
+    }
+
+    /// Batches `features` visiting them in `order`, a permutation of `0..features.len()` drawn
+    /// elsewhere (PyTorch's `randperm`, for one). Fails as [`new`](Self::new) does, and when
+    /// `order` is not a permutation.
+    pub fn with_order(
+        features: &'a [Features],
+        batch_size: usize,
+        pad_id: i64,
+        order: Vec<usize>,
+    ) -> Result<Batches<'a>, GlueError> {
         if batch_size == 0 {
             return Err(GlueError::ZeroBatchSize);
         }
@@ -104,13 +120,25 @@ impl<'a> Batches<'a> {
                 return Err(GlueError::MixedLabels { index });
             }
         }
-        let mut idx: Vec<usize> = (0..features.len()).collect();
-        if let Order::Shuffled { seed, epoch } = order {
-            idx.shuffle(&mut StdRng::seed_from_u64(epoch_seed(seed, epoch)));
+        let n = features.len();
+        let bad = |problem: String| GlueError::NotAPermutation {
+            features: n,
+            problem,
+        };
+        if order.len() != n {
+            return Err(bad(format!("it has {} entries", order.len())));
+        }
+        let mut seen = vec![false; n];
+        for &i in &order {
+            match seen.get_mut(i) {
+                None => return Err(bad(format!("index {i} is out of range"))),
+                Some(true) => return Err(bad(format!("index {i} appears twice"))),
+                Some(s) => *s = true,
+            }
         }
         Ok(Batches {
             features,
-            order: idx,
+            order,
             batch_size,
             pad_id,
             next: 0,
@@ -256,5 +284,26 @@ mod tests {
         let b = Batches::new(&unlabelled, 4, 0, Order::Sequential).unwrap();
         assert_eq!(b.len(), 1);
         assert!(b.map(|b| b.labels).all(|l| l.is_none()));
+    }
+
+    #[test]
+    fn given_order_is_visited_and_must_be_a_permutation() {
+        let fs: Vec<_> = (0..5).map(|i| feat(1 + i, Some(Label::Class(0)))).collect();
+        let visited: Vec<usize> = Batches::with_order(&fs, 2, 0, vec![3, 0, 4, 1, 2])
+            .unwrap()
+            .flat_map(|b| b.indices)
+            .collect();
+        assert_eq!(visited, [3, 0, 4, 1, 2]);
+        for (order, problem) in [
+            (vec![0, 1, 2, 3], "it has 4 entries"),
+            (vec![0, 1, 2, 3, 5], "index 5 is out of range"),
+            (vec![0, 1, 2, 2, 4], "index 2 appears twice"),
+        ] {
+            let err = Batches::with_order(&fs, 2, 0, order).unwrap_err();
+            assert!(
+                matches!(&err, GlueError::NotAPermutation { features: 5, problem: p } if p == problem),
+                "{err}"
+            );
+        }
     }
 }

@@ -163,4 +163,12 @@ pub enum GlueError {
     /// A batch size of zero was requested.
     #[error("batch size must be positive")]
     ZeroBatchSize,
+    /// A given visiting order is not a permutation of the features.
+    #[error("batch order is not a permutation of the {features} features: {problem}")]
+    NotAPermutation {
+        /// Number of features.
+        features: usize,
+        /// What is wrong (length, an index out of range or repeated).
+        problem: String,
+    },
 }

@@ -11,7 +11,8 @@
 //! * The decoder reads `shift_tokens_right(input_ids)`, as `BartModel.forward` does when it gets
 //!   no `decoder_input_ids`; its self-attention masks only the future, not the padding (Hugging
 //!   Face's default without `decoder_attention_mask`).
-//! * Dropout is burn's: active on an autodiff device in training mode, the identity otherwise.
+//! * Dropout is burn's module, applied by [`rng::dropout`]: active on an autodiff device in
+//!   training mode, the identity otherwise.
 //!   Layer drop is not implemented (configs with `encoder_layerdrop`/`decoder_layerdrop` > 0 are
 //!   rejected).
 //! * The projections of every layer (self-attention q/k/v/out, decoder cross-attention q/k/v/out,
@@ -61,6 +62,7 @@ use crate::config_io;
 use crate::fused::{LayerNorm, softmax};
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 use crate::precision;
+use crate::rng;
 
 /// Permalink prefix of the ported file, for the item docs below.
 macro_rules! hf_bart {
@@ -630,7 +632,7 @@ impl BartAttention {
 
         let scaling = (self.head_dim as f64).powf(-0.5);
         let scores = precision::matmul(query, key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = rng::dropout(&self.dropout, softmax(scores, 3));
         let context = precision::matmul(probs, value)
             .swap_dims(1, 2)
             .reshape([batch, seq_q, d_model]);
@@ -754,7 +756,7 @@ impl BartEncoderLayer {
             .forward(hidden_states.clone(), hidden_states.clone(), mask);
         let hidden_states = self
             .self_attn_layer_norm
-            .forward(hidden_states + self.dropout.forward(attended));
+            .forward(hidden_states + rng::dropout(&self.dropout, attended));
         feed_forward(
             hidden_states,
             [&self.fc1, &self.fc2],
@@ -773,8 +775,11 @@ fn feed_forward(
     [activation_dropout, dropout]: [&Dropout; 2],
     norm: &LayerNorm,
 ) -> Tensor<3> {
-    let x = activation_dropout.forward(activation.forward(fc1.forward(hidden_states.clone())));
-    let x = dropout.forward(fc2.forward(x));
+    let x = rng::dropout(
+        activation_dropout,
+        activation.forward(fc1.forward(hidden_states.clone())),
+    );
+    let x = rng::dropout(dropout, fc2.forward(x));
     norm.forward(hidden_states + x)
 }
 
@@ -824,13 +829,13 @@ impl BartDecoderLayer {
                 .forward(hidden_states.clone(), hidden_states.clone(), causal_mask);
         let hidden_states = self
             .self_attn_layer_norm
-            .forward(hidden_states + self.dropout.forward(attended));
+            .forward(hidden_states + rng::dropout(&self.dropout, attended));
         let crossed =
             self.encoder_attn
                 .forward(hidden_states.clone(), encoder_hidden_states, encoder_mask);
         let hidden_states = self
             .encoder_attn_layer_norm
-            .forward(hidden_states + self.dropout.forward(crossed));
+            .forward(hidden_states + rng::dropout(&self.dropout, crossed));
         feed_forward(
             hidden_states,
             [&self.fc1, &self.fc2],
@@ -891,9 +896,9 @@ impl BartClassificationHead {
     pub fn forward(&self, hidden_states: Tensor<2>) -> Tensor<2> {
         let x = self
             .dense
-            .forward(self.dropout.forward(hidden_states))
+            .forward(rng::dropout(&self.dropout, hidden_states))
             .tanh();
-        self.out_proj.forward(self.dropout.forward(x))
+        self.out_proj.forward(rng::dropout(&self.dropout, x))
     }
 }
 
@@ -1667,6 +1672,7 @@ impl BartForSequenceClassification {
             BASE_PREFIX,
             PROBE_KEYS,
             is_ignorable,
+            config.init_std,
             device,
         )?;
         Ok((model, report))

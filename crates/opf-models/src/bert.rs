@@ -6,9 +6,10 @@
 //! * Inputs are burn `Int` tensors `[batch, seq]`: token ids, token type ids and Hugging Face's
 //!   attention mask (1 = attend, 0 = padding), which [`extended_attention_mask`] turns into the
 //!   additive mask used by every layer.
-//! * Dropout is burn's: active when the model's tensors live on an autodiff device
-//!   (`Device::flex().autodiff()`) and the module is in training mode, the identity otherwise
-//!   (as `model.eval()` in PyTorch).
+//! * Dropout is burn's module, applied by [`rng::dropout`]: active when the model's tensors live
+//!   on an autodiff device (`Device::flex().autodiff()`) and the module is in training mode, the
+//!   identity otherwise (as `model.eval()` in PyTorch); its masks come from PyTorch's generator
+//!   when one is installed ([`rng::install`]), from burn's otherwise.
 //! * The six projections of each layer are [`ProjLinear`]s addressed by [`LinearPath`]
 //!   ([`BertModel::linear`], [`BertModel::set_linear`], [`BertModel::linear_paths`]).
 //! * Checkpoints: [`BertForSequenceClassification::load`] reads a Hugging Face `model.safetensors`
@@ -51,6 +52,7 @@ use crate::config_io;
 use crate::fused::{self, LayerNorm, softmax};
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 use crate::precision;
+use crate::rng;
 
 // ------------------------------------------------------------------------------------------------
 // Config
@@ -496,7 +498,7 @@ impl BertEmbeddings {
         let embeddings = self.word_embeddings.forward(input_ids)
             + self.token_type_embeddings.forward(token_type_ids)
             + self.position_embeddings.forward(position_ids);
-        self.dropout.forward(self.layer_norm.forward(embeddings))
+        rng::dropout(&self.dropout, self.layer_norm.forward(embeddings))
     }
 }
 
@@ -588,7 +590,7 @@ impl BertSelfAttention {
             fused::attention(query, key, value, mask, scaling)
         } else {
             let scores = precision::matmul(query, key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
-            let probs = self.dropout.forward(softmax(scores, 3));
+            let probs = rng::dropout(&self.dropout, softmax(scores, 3));
             precision::matmul(probs, value)
         };
         context.swap_dims(1, 2).reshape([batch, seq, hidden])
@@ -642,7 +644,7 @@ impl BertSelfOutput {
     ///
     /// - hidden_states, input, output: `[batch, seq, hidden]`
     pub fn forward(&self, hidden_states: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(self.dense.forward(hidden_states));
+        let x = rng::dropout(&self.dropout, self.dense.forward(hidden_states));
         self.layer_norm.forward(x + input)
     }
 }
@@ -792,7 +794,7 @@ impl BertOutput {
     /// - hidden_states: `[batch, seq, intermediate]`
     /// - input, output: `[batch, seq, hidden]`
     pub fn forward(&self, hidden_states: Tensor<3>, input: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(self.dense.forward(hidden_states));
+        let x = rng::dropout(&self.dropout, self.dense.forward(hidden_states));
         self.layer_norm.forward(x + input)
     }
 }
@@ -1379,7 +1381,7 @@ impl BertForSequenceClassification {
             .bert
             .forward(input_ids, token_type_ids, attention_mask)
             .pooler_output;
-        self.classifier.forward(self.dropout.forward(pooled))
+        self.classifier.forward(rng::dropout(&self.dropout, pooled))
     }
 
     /// The mean loss of `logits` (from [`forward`](Self::forward)) against `labels`, as
@@ -1673,12 +1675,14 @@ impl BertForSequenceClassification {
         checkpoint: &Checkpoint,
         device: &Device,
     ) -> Result<LoadReport, ModelError> {
+        let init_std = self.config.initializer_range;
         load_layout(
             checkpoint,
             self.hf_modules_mut(),
             BASE_PREFIX,
             &[PROBE_KEY],
             is_ignorable,
+            init_std,
             device,
         )
     }

@@ -19,6 +19,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::ModelError;
 use crate::fused::LayerNorm;
 use crate::linear::{ProjLinear, dense_from_hf};
+use crate::rng;
 
 /// What a model's `load` ([`BertForSequenceClassification::load`](crate::BertForSequenceClassification::load),
 /// [`BartForSequenceClassification::load`](crate::BartForSequenceClassification::load)) did with
@@ -322,6 +323,7 @@ pub(crate) fn load_layout(
     base_prefix: &str,
     probes: &[&str],
     ignorable: impl Fn(&str, &str) -> bool,
+    init_std: f64,
     device: &Device,
 ) -> Result<LoadReport, ModelError> {
     let prefixed = probes
@@ -368,6 +370,18 @@ pub(crate) fn load_layout(
                         .iter()
                         .map(|(suffixes, _)| format!("{saved}.{}", suffixes[0])),
                 );
+                // With PyTorch's generator installed, draw the fresh linear layer as HF's
+                // `_init_weights` does (`modeling_bert.py` `BertPreTrainedModel._init_weights`):
+                // `normal_(0, std)` on the `(out, in)` weight, zero bias.
+                if let (HfModule::Linear(_), [(_, w_shape), (_, b_shape)]) =
+                    (&entry.module, expected.as_slice())
+                    && let Some(weight) = rng::normal_weight(w_shape[0], w_shape[1], init_std)
+                {
+                    let bias = TensorData::zeros::<f32, _>(b_shape.clone());
+                    entry
+                        .module
+                        .assign(vec![TensorData::new(weight, w_shape.clone()), bias], device);
+                }
                 continue;
             }
             return Err(ModelError::MissingTensor {

@@ -13,6 +13,8 @@
 //!   [`LoadReport`].
 //! * Module [`precision`]: mixed precision ([`Precision`], the [`Autocast`] guard): the matrix
 //!   products in bf16 or f16, parameters in f32.
+//! * Module [`rng`]: PyTorch's CPU random streams (dropout masks, head initialisation,
+//!   shuffling), so that a seed means the same run as in PyTorch.
 //! * Module [`error`]: [`ModelError`].
 #![warn(missing_docs)]
 
@@ -25,6 +27,7 @@ pub mod fused;
 pub mod linear;
 pub mod mpo_linear;
 pub mod precision;
+pub mod rng;
 pub mod t5;
 
 pub use bart::{

@@ -7,7 +7,8 @@
 //! * Inputs are burn `Int` tensors `[batch, seq]`: token ids and Hugging Face's attention mask
 //!   (1 = attend, 0 = padding). The decoder is causal and attends to every decoder position up
 //!   to its own (no decoder padding mask, as `generate` and the loss use it).
-//! * Dropout is burn's: active on an autodiff device in training mode, the identity otherwise.
+//! * Dropout is burn's module, applied by [`rng::dropout`]: active on an autodiff device in
+//!   training mode, the identity otherwise.
 //! * Every projection (self- and cross-attention q/k/v/o, feed-forward wi or wi_0/wi_1, wo, in
 //!   the encoder and the decoder) is a [`ProjLinear`] without bias, addressed by
 //!   [`T5LinearPath`] for OPF ([`T5ForConditionalGeneration::over_parameterize`],
@@ -51,6 +52,7 @@ use crate::linear::{
     self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, dense_from_hf,
 };
 use crate::precision::{self, Precision};
+use crate::rng;
 
 // ------------------------------------------------------------------------------------------------
 // Config
@@ -446,12 +448,12 @@ impl T5Dense {
         match self {
             T5Dense::Act(d) => {
                 let h = d.activation.forward(d.wi.forward(hidden_states));
-                d.wo.forward(d.dropout.forward(h))
+                d.wo.forward(rng::dropout(&d.dropout, h))
             }
             T5Dense::GatedAct(d) => {
                 let gate = d.activation.forward(d.wi_0.forward(hidden_states.clone()));
                 let h = gate * d.wi_1.forward(hidden_states);
-                d.wo.forward(d.dropout.forward(h))
+                d.wo.forward(rng::dropout(&d.dropout, h))
             }
         }
     }
@@ -504,7 +506,7 @@ impl T5LayerFF {
         let ff = self
             .dense
             .forward(self.layer_norm.forward(hidden_states.clone()));
-        hidden_states + self.dropout.forward(ff)
+        hidden_states + rng::dropout(&self.dropout, ff)
     }
 }
 
@@ -714,7 +716,7 @@ impl T5Attention {
         if let Some(bias) = &position_bias {
             scores = scores + bias.clone();
         }
-        let probs = self.dropout.forward(softmax(scores + mask, 3));
+        let probs = rng::dropout(&self.dropout, softmax(scores + mask, 3));
         let context = precision::matmul(probs, value).swap_dims(1, 2).reshape([
             batch,
             q_len,
@@ -762,7 +764,7 @@ impl T5LayerAttention {
             position_bias,
             bidirectional,
         );
-        (hidden_states + self.dropout.forward(attention), bias)
+        (hidden_states + rng::dropout(&self.dropout, attention), bias)
     }
 }
 
@@ -885,7 +887,7 @@ impl T5Stack {
         encoder: Option<(Tensor<3>, Tensor<4>)>,
     ) -> Tensor<3> {
         let bidirectional = !self.is_decoder;
-        let mut hidden = self.dropout.forward(inputs_embeds);
+        let mut hidden = rng::dropout(&self.dropout, inputs_embeds);
         let mut position_bias = None;
         for block in &self.blocks {
             let (h, bias) = block.self_attention.forward(
@@ -907,7 +909,7 @@ impl T5Stack {
             }
             hidden = block.ff.forward(hidden);
         }
-        self.dropout.forward(self.final_layer_norm.forward(hidden))
+        rng::dropout(&self.dropout, self.final_layer_norm.forward(hidden))
     }
 }
 

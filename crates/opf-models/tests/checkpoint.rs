@@ -191,6 +191,47 @@ fn base_checkpoint_without_prefix_gets_a_fresh_classifier() {
     assert_ne!(logits, original.0);
 }
 
+/// With PyTorch's generator installed, the fresh classifier is its `normal_(0, 0.02)` on the
+/// `(out, in)` weight (the draws themselves are checked against torch in `rng.rs`), the bias zero,
+/// and the generator has moved past those draws.
+#[test]
+fn fresh_classifier_draws_from_the_installed_torch_generator() {
+    use opf_models::rng::{self, TorchGenerator};
+    let tensors: Tensors = tiny_tensors()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("classifier."))
+        .collect();
+    let dir = common::tiny_variant(&tensors);
+    let (model, after) = {
+        let _installed = rng::install(Some(TorchGenerator::new(42)));
+        let (model, report) = load(dir.path()).unwrap();
+        assert_eq!(report.initialized, ["classifier.weight", "classifier.bias"]);
+        (model, rng::current().unwrap())
+    };
+    let mut expected = TorchGenerator::new(42);
+    // tiny-bert: hidden 32, 3 labels.
+    let weight = expected.normal(3 * 32, 0.0, 0.02).unwrap();
+    assert_eq!(after, expected);
+    let hf: Vec<f32> = model
+        .classifier
+        .weight
+        .val()
+        .transpose()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(hf, weight);
+    let bias = model.classifier.bias.as_ref().unwrap().val().into_data();
+    assert_eq!(bias.try_to_vec::<f32>().unwrap(), [0.0; 3]);
+    // Without a generator the head is burn's draw, and nothing is installed afterwards.
+    assert_eq!(rng::current(), None);
+    let (plain, _) = load(dir.path()).unwrap();
+    assert_ne!(
+        plain.classifier.weight.val().into_data(),
+        model.classifier.weight.val().into_data()
+    );
+}
+
 #[test]
 fn half_precision_tensors_are_upcast() {
     let (reference, _) = load(&common::tiny_dir()).unwrap();

@@ -18,8 +18,8 @@ mod trainer;
 pub use amp::GradScaler;
 pub use error::TrainError;
 pub use trainer::{
-    EvalLog, NoRounds, NonFiniteLoss, Observer, RoundHook, RunDir, SequenceClassifier, Silent,
-    StepLog, TaskModel, TrainArgs, TrainData, TrainOutcome, TrainerState, batch_tensors,
-    forward_backward, forward_backward_scaled, optimizer_step, predict, task_loss, train,
-    train_step, train_with_rounds, write_reports,
+    EvalLog, NoRounds, NonFiniteLoss, Observer, RandomStreams, RoundHook, RunDir,
+    SequenceClassifier, Silent, StepLog, TaskModel, TrainArgs, TrainData, TrainOutcome,
+    TrainerState, batch_tensors, forward_backward, forward_backward_scaled, optimizer_step,
+    predict, task_loss, train, train_step, train_with_rounds, write_reports,
 };

@@ -16,6 +16,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use opf_glue::{Batch, BatchLabels, Batches, Features, Label, Order, Predictions, Split, Task};
 use opf_models::Precision;
+use opf_models::rng::{self, TorchGenerator};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -156,6 +157,10 @@ pub struct TrainArgs {
     pub max_grad_norm: f64,
     /// Seed for shuffling, dropout and head initialisation.
     pub seed: u64,
+    /// Whose random streams the seed drives: burn's, or PyTorch's (the same head, data order and
+    /// dropout masks as a PyTorch script seeded alike; see [`RandomStreams::Torch`]).
+    #[serde(default)]
+    pub rng: RandomStreams,
     /// Evaluate every N optimizer steps (0 = only at epoch ends).
     pub eval_steps: usize,
     /// Log the running loss every N steps.
@@ -183,12 +188,51 @@ impl Default for TrainArgs {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             seed: 42,
+            rng: RandomStreams::Burn,
             eval_steps: 0,
             logging_steps: 10,
             save_steps: 0,
             precision: Precision::F32,
         }
     }
+}
+
+/// Where the randomness of a run comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RandomStreams {
+    /// burn's backend generator, reseeded from (seed, step) before every step; shuffles from
+    /// (seed, epoch).
+    #[default]
+    Burn,
+    /// PyTorch's CPU generator ([`opf_models::rng`]), as `hf_mrpc.py`: dropout masks from the
+    /// thread's default [`TorchGenerator`] (the one installed by the caller, which drew the
+    /// fresh head from it, else a fresh `torch.manual_seed(seed)`), the epoch order from
+    /// `torch.randperm(n, torch.Generator().manual_seed(seed))`, one permutation per epoch. The
+    /// generator's state is part of every checkpoint.
+    Torch,
+}
+
+impl std::str::FromStr for RandomStreams {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "burn" => Ok(Self::Burn),
+            "torch" => Ok(Self::Torch),
+            other => Err(format!("unknown random streams {other:?} (burn, torch)")),
+        }
+    }
+}
+
+/// The order of `epoch` (0-based) under [`RandomStreams::Torch`]: the `epoch + 1`-th
+/// `torch.randperm(n)` of a generator seeded `seed`.
+fn torch_epoch_order(seed: u64, n: usize, epoch: usize) -> Vec<usize> {
+    let mut g = TorchGenerator::new(seed);
+    for _ in 0..epoch {
+        g.randperm(n);
+    }
+    g.randperm(n)
 }
 
 /// A logged training step.
@@ -251,6 +295,9 @@ pub struct TrainerState {
     /// f16 loss scale and skipped-step count (`None` unless training in f16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_scaler: Option<GradScaler>,
+    /// PyTorch's generator after the last step ([`RandomStreams::Torch`] only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_generator: Option<TorchGenerator>,
 }
 
 /// Progress callbacks: the CLI draws bars and prints lines; the library only reports.
@@ -588,8 +635,10 @@ fn load_checkpoint<M: TaskModel>(
 
 /// Fine-tunes `model` on `data` for `task`, writing checkpoints, `metrics.json` and `curves.svg`
 /// under `out`. With `resume`, continues from `out/checkpoint` when present. Deterministic for a
-/// fixed seed on the CPU backend: the shuffling seed depends on (seed, epoch) and the dropout seed
-/// on (seed, step), so a resumed run replays the same batches and masks.
+/// fixed seed on the CPU backend: with [`RandomStreams::Burn`] the shuffling seed depends on
+/// (seed, epoch) and the dropout seed on (seed, step); with [`RandomStreams::Torch`] the order on
+/// (seed, epoch) and the checkpoint keeps PyTorch's generator; either way a resumed run replays
+/// the same batches and masks.
 #[allow(clippy::too_many_arguments)]
 pub fn train<M: TaskModel>(
     model: M,
@@ -725,6 +774,25 @@ pub fn train_with_rounds<M: TaskModel>(
         state.grad_scaler = None;
     }
 
+    // Installed for the whole loop, restored (the caller's generator back) however it ends.
+    let _streams = match args.rng {
+        RandomStreams::Burn => rng::install(None),
+        RandomStreams::Torch => {
+            let generator = if resumed {
+                state.torch_generator.clone().ok_or_else(|| {
+                    TrainError::InvalidArgs(format!(
+                        "the checkpoint in {} has no PyTorch generator state (it was written with \
+                         rng = burn); resume with rng = burn",
+                        out.root().display()
+                    ))
+                })?
+            } else {
+                rng::current().unwrap_or_else(|| TorchGenerator::new(args.seed))
+            };
+            rng::install(Some(generator))
+        }
+    };
+
     observer.on_start(total, state.global_step);
     let mut interval_loss = 0.0;
     let mut interval_steps = 0usize;
@@ -743,13 +811,24 @@ pub fn train_with_rounds<M: TaskModel>(
         if skip == 0 {
             model = rounds.at_epoch_start(epoch, model)?;
         }
-        let order = Order::Shuffled {
-            seed: args.seed,
-            epoch: epoch as u64,
+        let batches = match args.rng {
+            RandomStreams::Burn => {
+                let order = Order::Shuffled {
+                    seed: args.seed,
+                    epoch: epoch as u64,
+                };
+                Batches::new(&data.train, bs, data.pad_id, order)?
+            }
+            RandomStreams::Torch => {
+                let order = torch_epoch_order(args.seed, data.train.len(), epoch);
+                Batches::with_order(&data.train, bs, data.pad_id, order)?
+            }
         };
-        for batch in Batches::new(&data.train, bs, data.pad_id, order)?.skip(skip) {
+        for batch in batches.skip(skip) {
             let step = state.global_step;
-            device.seed(args.seed.wrapping_add(step as u64 + 1));
+            if args.rng == RandomStreams::Burn {
+                device.seed(args.seed.wrapping_add(step as u64 + 1));
+            }
             let labels = batch.labels.as_ref().ok_or(TrainError::MissingLabels)?;
             let loss_scale = state.grad_scaler.as_ref().map(GradScaler::scale);
             let (mut grads, loss_value) = {
@@ -834,6 +913,7 @@ pub fn train_with_rounds<M: TaskModel>(
                     });
                 }
                 state.train_seconds = train_seconds_before + segment_start.elapsed().as_secs_f64();
+                state.torch_generator = rng::current();
                 save_checkpoint(out, &model, &best, &optim, &state, rounds.save_state())?;
                 write_reports(out, task, &state)?;
                 last_checkpoint = Some(state.global_step);

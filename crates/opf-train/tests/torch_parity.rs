@@ -10,12 +10,17 @@
 //! * `torch_adamw`: `torch.optim.AdamW`, as `hf_mrpc.py` runs it (ε scaled by √(1−β2ᵗ), decay
 //!   first). Parameters whose gradients are near ε (the attention key bias, whose gradient is
 //!   zero up to rounding) move differently, so the bound is looser; it measures how far the two
-//!   recipes drift in 8 steps at a large learning rate (5e-3).
+//!   recipes drift in 8 steps at a large learning rate (5e-3);
+//! * `hf_adamw_dropout`: `hf_adamw` with the config's dropout (0.1) after `torch.manual_seed(0)`;
+//!   opf draws the same masks from PyTorch's generator ([`opf_models::rng`]), so this is as
+//!   deterministic as the runs without dropout.
 
 use std::path::Path;
 
+use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use opf_glue::BatchLabels;
+use opf_models::rng::{self, TorchGenerator};
 use opf_models::{BertConfig, BertForSequenceClassification};
 use opf_train::optim::{AdamWParams, build_optimizer};
 use opf_train::schedule::LinearSchedule;
@@ -36,6 +41,7 @@ struct Fixture {
     batches: Vec<FixtureBatch>,
     hf_adamw: Run,
     torch_adamw: Run,
+    hf_adamw_dropout: Run,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +106,19 @@ fn eight_steps_follow_pytorch_with_the_same_adamw_rule() {
         &fixture.hf_adamw,
         SAME_RULE_STEP_TOL,
         SAME_RULE_LOGITS_TOL,
+        false,
+    );
+}
+
+#[test]
+fn eight_steps_with_dropout_follow_pytorch_with_its_generator() {
+    let fixture = fixture();
+    follow(
+        &fixture,
+        &fixture.hf_adamw_dropout,
+        SAME_RULE_STEP_TOL,
+        SAME_RULE_LOGITS_TOL,
+        true,
     );
 }
 
@@ -111,16 +130,21 @@ fn eight_steps_stay_close_to_torch_optim_adamw() {
         &fixture.torch_adamw,
         TORCH_RULE_STEP_TOL,
         TORCH_RULE_LOGITS_TOL,
+        false,
     );
 }
 
-/// Trains as the fixture did and compares every step and the final logits with `run`.
-fn follow(fixture: &Fixture, run: &Run, step_tol: f64, logits_tol: f32) {
+/// Trains as the fixture did and compares every step and the final logits with `run`; with
+/// `dropout`, the config's dropout and PyTorch's generator seeded 0, as the fixture.
+fn follow(fixture: &Fixture, run: &Run, step_tol: f64, logits_tol: f32, dropout: bool) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let model_dir = root.join("../opf-models/tests/fixtures/tiny-bert");
     let mut config = BertConfig::from_file(model_dir.join("config.json")).unwrap();
-    config.hidden_dropout_prob = 0.0;
-    config.attention_probs_dropout_prob = 0.0;
+    if !dropout {
+        config.hidden_dropout_prob = 0.0;
+        config.attention_probs_dropout_prob = 0.0;
+    }
+    let _torch_rng = dropout.then(|| rng::install(Some(TorchGenerator::new(0))));
 
     let device = Device::flex().autodiff();
     let (mut model, _) =
@@ -168,6 +192,9 @@ fn follow(fixture: &Fixture, run: &Run, step_tol: f64, logits_tol: f32) {
         );
     }
 
+    // Evaluation mode (`model.eval()` on the PyTorch side): off the autodiff device.
+    let model = model.valid();
+    let device = Device::flex();
     for (batch, want) in fixture.batches.iter().zip(&run.logits_after) {
         let [ids, types, mask] = batch.tensors(&device);
         let logits = model.forward(ids, types, mask).into_data().convert::<f32>();

@@ -19,8 +19,8 @@ use opf_models::{
 };
 use opf_train::optim::{AdamWParams, MPO_CORE_PATTERN, NO_DECAY_PATTERN, build_optimizer};
 use opf_train::{
-    EvalLog, Observer, RunDir, StepLog, TrainArgs, TrainData, TrainError, TrainerState, predict,
-    train,
+    EvalLog, Observer, RandomStreams, RunDir, StepLog, TrainArgs, TrainData, TrainError,
+    TrainerState, predict, train,
 };
 
 static RNG: Mutex<()> = Mutex::new(());
@@ -348,6 +348,7 @@ fn base_args() -> TrainArgs {
         weight_decay: 0.01,
         max_grad_norm: 1.0,
         seed: 42,
+        rng: RandomStreams::Burn,
         eval_steps: 4,
         logging_steps: 3,
         save_steps: 3,
@@ -422,10 +423,20 @@ fn dev_logits(model: &BertForSequenceClassification, device: &Device) -> Vec<f32
 /// Also checks metrics.json / curves.svg.
 #[test]
 fn stopped_and_resumed_run_equals_uninterrupted_run() {
+    stopped_and_resumed(RandomStreams::Burn);
+}
+
+/// The same with PyTorch's generator: its state travels in the checkpoint.
+#[test]
+fn stopped_and_resumed_run_equals_uninterrupted_run_with_torch_streams() {
+    stopped_and_resumed(RandomStreams::Torch);
+}
+
+fn stopped_and_resumed(rng: RandomStreams) {
     let _lock = rng_lock();
     let device = Device::flex().autodiff();
     let data = data();
-    let args = base_args();
+    let args = TrainArgs { rng, ..base_args() };
 
     let full_dir = tempfile::tempdir().unwrap();
     let full_run = RunDir::new(full_dir.path());
@@ -513,6 +524,11 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     )
     .unwrap();
     assert_eq!(ck.global_step, 6);
+    assert_eq!(
+        ck.torch_generator.is_some(),
+        rng == RandomStreams::Torch,
+        "PyTorch's generator is checkpointed exactly when it drives the run"
+    );
     // metrics.json reflects the stop, not the checkpoint.
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.metrics()).unwrap()).unwrap();
@@ -571,6 +587,71 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     assert!(probe.steps.is_empty());
     assert_same_history(&full.state, &again.state);
     assert_eq!(snapshot(&full.last), snapshot(&again.last));
+}
+
+/// A checkpoint written with burn's streams has no PyTorch generator to resume with: an error
+/// that says so, not a silently different run.
+#[test]
+fn torch_streams_do_not_resume_a_burn_checkpoint() {
+    let _lock = rng_lock();
+    let device = Device::flex().autodiff();
+    let data = data();
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let mut probe = Probe {
+        stop_after: Some(3),
+        ..Probe::default()
+    };
+    let burn_args = base_args();
+    let burn_run = train(
+        tiny_model(11, &device),
+        Task::Mrpc,
+        &data,
+        &burn_args,
+        &run,
+        false,
+        &device,
+        &mut probe,
+    )
+    .unwrap();
+    let torch_args = TrainArgs {
+        rng: RandomStreams::Torch,
+        ..base_args()
+    };
+    let Err(err) = train(
+        tiny_model(11, &device),
+        Task::Mrpc,
+        &data,
+        &torch_args,
+        &run,
+        true,
+        &device,
+        &mut Probe::default(),
+    ) else {
+        panic!("resumed a burn checkpoint with PyTorch's streams");
+    };
+    assert!(
+        matches!(&err, TrainError::InvalidArgs(m) if m.contains("resume with rng = burn")),
+        "{err}"
+    );
+    // The streams matter: the same 3 steps under PyTorch's generator log other losses.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut probe = Probe {
+        stop_after: Some(3),
+        ..Probe::default()
+    };
+    let torch_run = train(
+        tiny_model(11, &device),
+        Task::Mrpc,
+        &data,
+        &torch_args,
+        &RunDir::new(fresh.path()),
+        false,
+        &device,
+        &mut probe,
+    )
+    .unwrap();
+    assert_ne!(torch_run.state.log[0].loss, burn_run.state.log[0].loss);
 }
 
 fn checkpoint_entries(dir: &Path) -> Vec<String> {
