@@ -14,6 +14,7 @@ use opf_models::{
 };
 use opf_select::{GroupRule, Horizon, RoundAt, Schedule, WeightTypes};
 use opf_train::child_tuning::{ChildTuningD, ChildTuningMasks};
+use opf_train::optim::AdamWRule;
 use opf_train::select::{RoundLog, Score, SelectionRounds};
 use opf_train::t5::T5TextToText;
 use opf_train::{
@@ -71,6 +72,10 @@ pub struct RunConfig {
     /// Global gradient-norm clip.
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
+    /// AdamW rule (HF `--optim` names): `adamw_hf` (`transformers.AdamW` v4.0, OPF's; the
+    /// default) or `adamw_torch` (`torch.optim.AdamW`, as `hf_mrpc.py`).
+    #[arg(long)]
+    pub optim: Option<AdamWRule>,
     /// Seed of shuffling, dropout and head initialisation.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -194,6 +199,7 @@ impl RunConfig {
             warmup_ratio,
             weight_decay,
             max_grad_norm,
+            optim,
             seed,
             rng,
             eval_steps,
@@ -262,6 +268,7 @@ impl RunConfig {
             warmup_ratio: self.warmup_ratio.unwrap_or(d.warmup_ratio),
             weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
             max_grad_norm: self.max_grad_norm.unwrap_or(d.max_grad_norm),
+            optim: self.optim.unwrap_or(d.optim),
             seed: self.seed.unwrap_or(d.seed),
             rng: self.rng.unwrap_or(d.rng),
             eval_steps: self.eval_steps.unwrap_or(d.eval_steps),
@@ -663,6 +670,10 @@ fn run_model<M: GlueModel>(
         args.learning_rate,
         args.per_device_train_batch_size,
     );
+    println!(
+        "optimizer {}, weight decay {}, seed {} ({} random streams)",
+        args.optim, args.weight_decay, args.seed, args.rng
+    );
 
     let data = TrainData {
         train,
@@ -959,6 +970,47 @@ mod tests {
         assert_eq!(cfg.learning_rate, Some(2e-5));
         assert_eq!(cfg.mpo_preset.as_deref(), Some("t5"));
         assert!(toml::from_str::<RunConfig>("learning_rte = 1.0").is_err());
+    }
+
+    /// `rng` and `optim` read the names `--rng` / `--optim` take and print back.
+    #[test]
+    fn random_streams_and_adamw_rule_parse_and_print() {
+        let cfg: RunConfig = toml::from_str("rng = \"torch\"\noptim = \"adamw_torch\"").unwrap();
+        let args = cfg.train_args().unwrap();
+        assert_eq!(args.rng, RandomStreams::Torch);
+        assert_eq!(args.optim, AdamWRule::Torch);
+        let defaults = RunConfig::default().train_args().unwrap();
+        assert_eq!(
+            (defaults.rng, defaults.optim),
+            (RandomStreams::Burn, AdamWRule::Hf)
+        );
+        for name in ["burn", "torch"] {
+            assert_eq!(name.parse::<RandomStreams>().unwrap().to_string(), name);
+        }
+        for name in ["adamw_hf", "adamw_torch"] {
+            assert_eq!(name.parse::<AdamWRule>().unwrap().to_string(), name);
+        }
+        assert!(
+            "numpy"
+                .parse::<RandomStreams>()
+                .unwrap_err()
+                .contains("burn, torch")
+        );
+        assert!(
+            "sgd"
+                .parse::<AdamWRule>()
+                .unwrap_err()
+                .contains("adamw_torch")
+        );
+        assert!(toml::from_str::<RunConfig>("rng = \"numpy\"").is_err());
+        let mrpc =
+            RunConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/mrpc.toml"))
+                .unwrap();
+        assert_eq!(
+            (mrpc.rng, mrpc.optim),
+            (Some(RandomStreams::Torch), Some(AdamWRule::Torch)),
+            "configs/mrpc.toml is hf_mrpc.py's recipe"
+        );
     }
 
     #[test]

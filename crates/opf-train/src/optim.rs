@@ -1,7 +1,7 @@
-//! AdamW exactly as `transformers.AdamW` / OPF's `ChildTuningAdamW`, parameter groups, and
-//! global-norm gradient clipping.
+//! AdamW exactly as `transformers.AdamW` / OPF's `ChildTuningAdamW` or as `torch.optim.AdamW`,
+//! parameter groups, and global-norm gradient clipping.
 //!
-//! The update follows `compress_tools/ChildTuningOptimizer.py:60-103` (OPF) and
+//! [`AdamWRule::Hf`] follows `compress_tools/ChildTuningOptimizer.py:60-103` (OPF) and
 //! `transformers/optimization.py` `AdamW.step` (v4.0):
 //!
 //! ```text
@@ -10,8 +10,17 @@
 //! p ← p − lr·wd·p                                              (decoupled decay, after the update)
 //! ```
 //!
-//! burn's own `AdamW` adds ε to the bias-corrected √v̂ and decays before the update, so it is not
-//! used. Groups (`trainer_bert.py:666-683`): weights with decay, biases and LayerNorm without
+//! [`AdamWRule::Torch`] follows `torch/optim/adamw.py` / `adam.py` `_single_tensor_adam` (torch
+//! 2.9, decoupled decay), what `../shared/reference/hf_mrpc.py` and HF's `optim="adamw_torch"` run:
+//!
+//! ```text
+//! p ← p − lr·wd·p                                              (decay first)
+//! m ← β1·m + (1−β1)·g          v ← β2·v + (1−β2)·g²
+//! p ← p − lr/(1−β1ᵗ)·m/(√v/√(1−β2ᵗ) + ε)                      (ε on the bias-corrected √v̂)
+//! ```
+//!
+//! burn's own `AdamW` has the second rule's ε but no bias correction option to match the first, and
+//! keeps its own state layout; opf uses this one for both. Groups (`trainer_bert.py:666-683`): weights with decay, biases and LayerNorm without
 //! decay, and MPO cores with their own learning rate (`mpo_lr`, bug 1 of spec §7 fixed: cores are
 //! registered wherever they appear, matched by path).
 
@@ -21,7 +30,7 @@ use burn::optim::{
 };
 use burn::tensor::{Device, Tensor};
 
-/// Hyper-parameters of [`HfAdamW`].
+/// Hyper-parameters of [`AdamW`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWParams {
     /// β1 (default 0.9).
@@ -30,8 +39,46 @@ pub struct AdamWParams {
     pub beta_2: f64,
     /// ε, added to √v outside the bias correction (default 1e-8).
     pub epsilon: f64,
-    /// Decoupled weight decay, applied after the update (default 0.0, as HF).
+    /// Decoupled weight decay (default 0.0, as HF).
     pub weight_decay: f64,
+    /// Where ε and the decay go (default [`AdamWRule::Hf`], OPF's).
+    pub rule: AdamWRule,
+}
+
+/// The AdamW variant (HF `TrainingArguments.optim` names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AdamWRule {
+    /// `transformers.AdamW` v4.0 / OPF's `ChildTuningAdamW`: ε added to the raw √v, the step
+    /// size carries the bias corrections, decay after the update.
+    #[default]
+    #[serde(rename = "adamw_hf")]
+    Hf,
+    /// `torch.optim.AdamW`: decay before the update, ε added to the bias-corrected √v̂.
+    #[serde(rename = "adamw_torch")]
+    Torch,
+}
+
+impl std::fmt::Display for AdamWRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Hf => "adamw_hf",
+            Self::Torch => "adamw_torch",
+        })
+    }
+}
+
+impl std::str::FromStr for AdamWRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "adamw_hf" => Ok(Self::Hf),
+            "adamw_torch" => Ok(Self::Torch),
+            other => Err(format!(
+                "unknown optimizer {other:?} (adamw_hf, adamw_torch)"
+            )),
+        }
+    }
 }
 
 impl Default for AdamWParams {
@@ -41,26 +88,27 @@ impl Default for AdamWParams {
             beta_2: 0.999,
             epsilon: 1e-8,
             weight_decay: 0.0,
+            rule: AdamWRule::Hf,
         }
     }
 }
 
-/// One parameter group's AdamW: the HF update rule, a weight decay and a learning-rate scale
+/// One parameter group's AdamW: an update rule, a weight decay and a learning-rate scale
 /// relative to the scheduled rate (the MPO group uses `mpo_lr / lr`).
 #[derive(Debug, Clone)]
-pub struct HfAdamW {
+pub struct AdamW {
     params: AdamWParams,
     lr_scale: f64,
 }
 
-impl HfAdamW {
+impl AdamW {
     /// An optimizer for one group; `lr_scale` multiplies the scheduled learning rate.
     pub fn new(params: AdamWParams, lr_scale: f64) -> Self {
         Self { params, lr_scale }
     }
 }
 
-impl Optimizer for HfAdamW {
+impl Optimizer for AdamW {
     type State<const D: usize> = AdaptiveMomentumState<D>;
 
     fn step<const D: usize>(
@@ -75,8 +123,14 @@ impl Optimizer for HfAdamW {
             beta_2,
             epsilon,
             weight_decay,
+            rule,
         } = self.params;
         let lr = lr * self.lr_scale;
+        let tensor = if rule == AdamWRule::Torch && weight_decay > 0.0 {
+            tensor.clone() - tensor.mul_scalar(lr * weight_decay)
+        } else {
+            tensor
+        };
         let state = match state {
             Some(mut s) => {
                 s.moment_1 = s.moment_1.mul_scalar(beta_1) + grad.clone().mul_scalar(1.0 - beta_1);
@@ -91,10 +145,19 @@ impl Optimizer for HfAdamW {
             ),
         };
         let t = state.time as i32;
-        let step_size = lr * (1.0 - beta_2.powi(t)).sqrt() / (1.0 - beta_1.powi(t));
-        let denom = state.moment_2.clone().sqrt().add_scalar(epsilon);
+        let (correction_1, correction_2) = (1.0 - beta_1.powi(t), 1.0 - beta_2.powi(t));
+        let (step_size, denom) = match rule {
+            AdamWRule::Hf => (
+                lr * correction_2.sqrt() / correction_1,
+                state.moment_2.clone().sqrt().add_scalar(epsilon),
+            ),
+            AdamWRule::Torch => (
+                lr / correction_1,
+                (state.moment_2.clone().sqrt() / correction_2.sqrt()).add_scalar(epsilon),
+            ),
+        };
         let mut updated = tensor - state.moment_1.clone().div(denom).mul_scalar(step_size);
-        if weight_decay > 0.0 {
+        if rule == AdamWRule::Hf && weight_decay > 0.0 {
             updated = updated.clone() - updated.mul_scalar(lr * weight_decay);
         }
         (updated, Some(state))
@@ -121,15 +184,15 @@ pub fn build_optimizer(params: AdamWParams, mpo_lr_scale: f64) -> ModuleOptimize
         weight_decay: 0.0,
         ..params
     };
-    ModuleOptimizer::from(HfAdamW::new(params, 1.0))
+    ModuleOptimizer::from(AdamW::new(params, 1.0))
         .with_group(
             ParamGroup::from_regex(NO_DECAY_PATTERN).expect("valid regex"),
-            HfAdamW::new(no_decay, 1.0),
+            AdamW::new(no_decay, 1.0),
             None,
         )
         .with_group(
             ParamGroup::from_regex(MPO_CORE_PATTERN).expect("valid regex"),
-            HfAdamW::new(params, mpo_lr_scale),
+            AdamW::new(params, mpo_lr_scale),
             None,
         )
 }
@@ -298,6 +361,7 @@ mod tests {
         beta_2: 0.999,
         epsilon: 1e-2,
         weight_decay: 0.5,
+        rule: AdamWRule::Hf,
     };
 
     #[derive(Clone, Copy, PartialEq)]
@@ -310,6 +374,8 @@ mod tests {
         EpsOnCorrected,
         /// No bias correction.
         NoCorrection,
+        /// torch.optim.AdamW: decay first, ε on the bias-corrected √v̂.
+        Torch,
     }
 
     /// Plain f64 AdamW over the three steps for one parameter vector.
@@ -331,7 +397,8 @@ mod tests {
                 let g = g[i] as f64;
                 m[i] = b1 * m[i] + (1.0 - b1) * g;
                 v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-                if variant == Variant::DecayFirst {
+                let decay_first = matches!(variant, Variant::DecayFirst | Variant::Torch);
+                if decay_first {
                     p[i] -= lr * wd * p[i];
                 }
                 p[i] -= match variant {
@@ -339,14 +406,14 @@ mod tests {
                         let step = lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
                         step * m[i] / (v[i].sqrt() + eps)
                     }
-                    Variant::EpsOnCorrected => {
+                    Variant::EpsOnCorrected | Variant::Torch => {
                         let m_hat = m[i] / (1.0 - b1.powi(t));
                         let v_hat = v[i] / (1.0 - b2.powi(t));
                         lr * m_hat / (v_hat.sqrt() + eps)
                     }
                     Variant::NoCorrection => lr * m[i] / (v[i].sqrt() + eps),
                 };
-                if variant != Variant::DecayFirst {
+                if !decay_first {
                     p[i] -= lr * wd * p[i];
                 }
             }
@@ -368,9 +435,19 @@ mod tests {
     /// relative (f32); each plausible variant of the formula misses by more than 1e-4.
     #[test]
     fn adamw_matches_hand_computed_three_steps() {
+        three_steps_match(AdamWRule::Hf, Variant::Hf);
+    }
+
+    /// The same for `torch.optim.AdamW`'s rule: decay first, ε on the bias-corrected √v̂.
+    #[test]
+    fn adamw_torch_rule_matches_hand_computed_three_steps() {
+        three_steps_match(AdamWRule::Torch, Variant::Torch);
+    }
+
+    fn three_steps_match(rule: AdamWRule, variant: Variant) {
         let device = Device::flex().autodiff();
         let mut model = toy(&device);
-        let mut optim = build_optimizer(HP, MPO_SCALE);
+        let mut optim = build_optimizer(AdamWParams { rule, ..HP }, MPO_SCALE);
         for (k, &lr) in LRS.iter().enumerate() {
             let grads = fixed_grads(&model, GW[k], GB[k], GC[k]);
             model = optim.step(lr, model, grads);
@@ -393,19 +470,32 @@ mod tests {
             ),
         ];
         for (name, got, p0, grads, scale, wd) in cases {
-            let want = reference(p0, grads, scale, wd, Variant::Hf);
+            let want = reference(p0, grads, scale, wd, variant);
             let err = max_rel_err(&got, &want);
             assert!(
                 err < 1e-6,
                 "{name}: got {got:?}, want {want:?} (rel err {err:e})"
             );
-            // The test can tell the HF rule from its look-alikes.
-            let mut variants = vec![Variant::EpsOnCorrected, Variant::NoCorrection];
-            if wd > 0.0 {
-                variants.push(Variant::DecayFirst);
-            }
-            for variant in variants {
-                let other = reference(p0, grads, scale, wd, variant);
+            // The test can tell the rule from its look-alikes (the decay's place only shows where
+            // there is decay).
+            let look_alikes = [
+                Variant::Hf,
+                Variant::EpsOnCorrected,
+                Variant::NoCorrection,
+                Variant::DecayFirst,
+                Variant::Torch,
+            ];
+            for other in look_alikes.into_iter().filter(|&v| v != variant) {
+                let same_but_decay = matches!(
+                    (variant, other),
+                    (Variant::Hf, Variant::DecayFirst)
+                        | (Variant::DecayFirst, Variant::Hf)
+                        | (Variant::Torch, Variant::EpsOnCorrected)
+                );
+                if wd == 0.0 && same_but_decay {
+                    continue;
+                }
+                let other = reference(p0, grads, scale, wd, other);
                 assert!(
                     max_rel_err(&got, &other) > 1e-4,
                     "{name}: indistinguishable"
@@ -413,9 +503,9 @@ mod tests {
             }
         }
         // Decay and the MPO scale matter too: with them dropped, the weight and core differ.
-        let no_decay = reference(&W0, &gw, 1.0, 0.0, Variant::Hf);
+        let no_decay = reference(&W0, &gw, 1.0, 0.0, variant);
         assert!(max_rel_err(&values(&model.weight), &no_decay) > 1e-4);
-        let unscaled = reference(&C0, &gc, 1.0, wd, Variant::Hf);
+        let unscaled = reference(&C0, &gc, 1.0, wd, variant);
         assert!(max_rel_err(&values(&model.cores[0]), &unscaled) > 1e-4);
     }
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::amp::GradScaler;
-use crate::optim::{AdamWParams, build_optimizer, clip_grad_norm, params_finite};
+use crate::optim::{AdamWParams, AdamWRule, build_optimizer, clip_grad_norm, params_finite};
 use crate::plot::{Series, svg};
 use crate::schedule::LinearSchedule;
 
@@ -155,6 +155,9 @@ pub struct TrainArgs {
     pub weight_decay: f64,
     /// Global gradient-norm clip.
     pub max_grad_norm: f64,
+    /// The AdamW rule: OPF's `adamw_hf` or `adamw_torch` (`torch.optim.AdamW`, as `hf_mrpc.py`).
+    #[serde(default)]
+    pub optim: AdamWRule,
     /// Seed for shuffling, dropout and head initialisation.
     pub seed: u64,
     /// Whose random streams the seed drives: burn's, or PyTorch's (the same head, data order and
@@ -187,6 +190,7 @@ impl Default for TrainArgs {
             warmup_ratio: 0.1,
             weight_decay: 0.0,
             max_grad_norm: 1.0,
+            optim: AdamWRule::Hf,
             seed: 42,
             rng: RandomStreams::Burn,
             eval_steps: 0,
@@ -211,6 +215,15 @@ pub enum RandomStreams {
     /// `torch.randperm(n, torch.Generator().manual_seed(seed))`, one permutation per epoch. The
     /// generator's state is part of every checkpoint.
     Torch,
+}
+
+impl std::fmt::Display for RandomStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Burn => "burn",
+            Self::Torch => "torch",
+        })
+    }
 }
 
 impl std::str::FromStr for RandomStreams {
@@ -743,6 +756,7 @@ pub fn train_with_rounds<M: TaskModel>(
     let mut optim = build_optimizer(
         AdamWParams {
             weight_decay: args.weight_decay,
+            rule: args.optim,
             ..AdamWParams::default()
         },
         mpo_scale,

@@ -347,6 +347,7 @@ fn base_args() -> TrainArgs {
         warmup_ratio: 0.2,
         weight_decay: 0.01,
         max_grad_norm: 1.0,
+        optim: opf_train::optim::AdamWRule::Hf,
         seed: 42,
         rng: RandomStreams::Burn,
         eval_steps: 4,
