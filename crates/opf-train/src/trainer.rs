@@ -790,6 +790,12 @@ pub fn train_with_rounds<M: TaskModel>(
 
     // Installed for the whole loop, restored (the caller's generator back) however it ends.
     let _streams = match args.rng {
+        RandomStreams::Burn if resumed && state.torch_generator.is_some() => {
+            return Err(TrainError::InvalidArgs(format!(
+                "the checkpoint in {} continues PyTorch's random streams; resume with rng = torch",
+                out.root().display()
+            )));
+        }
         RandomStreams::Burn => rng::install(None),
         RandomStreams::Torch => {
             let generator = if resumed {

@@ -590,10 +590,11 @@ fn stopped_and_resumed(rng: RandomStreams) {
     assert_eq!(snapshot(&full.last), snapshot(&again.last));
 }
 
-/// A checkpoint written with burn's streams has no PyTorch generator to resume with: an error
-/// that says so, not a silently different run.
+/// A checkpoint resumes only with the random streams it was written with (burn's have no
+/// PyTorch generator to continue; PyTorch's would silently become another run): an error that
+/// says so.
 #[test]
-fn torch_streams_do_not_resume_a_burn_checkpoint() {
+fn checkpoints_resume_only_with_their_own_random_streams() {
     let _lock = rng_lock();
     let device = Device::flex().autodiff();
     let data = data();
@@ -637,6 +638,7 @@ fn torch_streams_do_not_resume_a_burn_checkpoint() {
     );
     // The streams matter: the same 3 steps under PyTorch's generator log other losses.
     let fresh = tempfile::tempdir().unwrap();
+    let torch_dir = RunDir::new(fresh.path());
     let mut probe = Probe {
         stop_after: Some(3),
         ..Probe::default()
@@ -646,13 +648,30 @@ fn torch_streams_do_not_resume_a_burn_checkpoint() {
         Task::Mrpc,
         &data,
         &torch_args,
-        &RunDir::new(fresh.path()),
+        &torch_dir,
         false,
         &device,
         &mut probe,
     )
     .unwrap();
     assert_ne!(torch_run.state.log[0].loss, burn_run.state.log[0].loss);
+    // And the other way round: a PyTorch-streams checkpoint does not continue with burn's.
+    let Err(err) = train(
+        tiny_model(11, &device),
+        Task::Mrpc,
+        &data,
+        &burn_args,
+        &torch_dir,
+        true,
+        &device,
+        &mut Probe::default(),
+    ) else {
+        panic!("resumed a PyTorch-streams checkpoint with burn's");
+    };
+    assert!(
+        matches!(&err, TrainError::InvalidArgs(m) if m.contains("resume with rng = torch")),
+        "{err}"
+    );
 }
 
 fn checkpoint_entries(dir: &Path) -> Vec<String> {
