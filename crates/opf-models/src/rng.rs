@@ -95,26 +95,33 @@ impl TorchGenerator {
         Self { state, index: N }
     }
 
+    /// The Mersenne Twister's state transition (`at::mt19937::next_state`), in three loops
+    /// instead of indices modulo `N`.
     fn twist(&mut self) {
-        for i in 0..N {
-            let y = (self.state[i] & 0x8000_0000) | (self.state[(i + 1) % N] & 0x7fff_ffff);
-            let mag = if y & 1 == 1 { 0x9908_b0df } else { 0 };
-            self.state[i] = self.state[(i + M) % N] ^ (y >> 1) ^ mag;
+        let mt = &mut self.state;
+        let mix = |upper: u32, lower: u32, far: u32| {
+            let y = (upper & 0x8000_0000) | (lower & 0x7fff_ffff);
+            far ^ (y >> 1) ^ (0u32.wrapping_sub(y & 1) & 0x9908_b0df)
+        };
+        for i in 0..N - M {
+            mt[i] = mix(mt[i], mt[i + 1], mt[i + M]);
         }
+        for i in N - M..N - 1 {
+            mt[i] = mix(mt[i], mt[i + 1], mt[i + M - N]);
+        }
+        mt[N - 1] = mix(mt[N - 1], mt[0], mt[M - 1]);
         self.index = 0;
     }
 
     /// `CPUGeneratorImpl::random`: the next 32-bit output.
+    #[inline]
     pub fn random(&mut self) -> u32 {
         if self.index >= N {
             self.twist();
         }
-        let mut y = self.state[self.index];
+        let y = self.state[self.index];
         self.index += 1;
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9d2c_5680;
-        y ^= (y << 15) & 0xefc6_0000;
-        y ^ (y >> 18)
+        temper(y)
     }
 
     /// `CPUGeneratorImpl::random64`: two outputs, the first in the high half.
@@ -122,11 +129,6 @@ impl TorchGenerator {
         let hi = self.random() as u64;
         let lo = self.random() as u64;
         (hi << 32) | lo
-    }
-
-    /// `uniform_real_distribution<double>(0, 1)`: 53 bits of `random64`, in `[0, 1)`.
-    fn uniform_f64(&mut self) -> f64 {
-        (self.random64() & ((1 << 53) - 1)) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// `uniform_real_distribution<float>(0, 1)`: 24 bits of `random`, in `[0, 1)`.
@@ -173,21 +175,59 @@ impl TorchGenerator {
         perm
     }
 
-    /// The multiplier of `dropout(x, p)` for `n` elements: `bernoulli_(1 - p)` (kept when a 53-bit
-    /// uniform is below `1 - p`), divided by `1 - p` in f32.
+    /// The multiplier of `dropout(x, p)` for `n` elements: `bernoulli_(1 - p)` (kept when the
+    /// 53-bit uniform of `uniform_real_distribution<double>` is below `1 - p`), divided by `1 - p`
+    /// in f32.
+    ///
+    /// The uniform is `x·2⁻⁵³` for the low 53 bits `x` of `random64`, so `u < keep` is the integer
+    /// test `x < ⌈keep·2⁵³⌉` (`keep·2⁵³` is exact in f64). The draws are taken a twisted block at a
+    /// time, each pair of state words tempered in one loop the compiler vectorises (~4 ns per
+    /// element here, against ~13 one `random64` at a time).
     pub fn dropout_noise(&mut self, n: usize, p: f64) -> Vec<f32> {
         let keep = 1.0 - p;
         let scale = 1.0f32 / keep as f32;
-        (0..n)
-            .map(|_| {
-                if self.uniform_f64() < keep {
-                    scale
-                } else {
-                    0.0
-                }
-            })
-            .collect()
+        let threshold = (keep * (1u64 << 53) as f64).ceil() as u64;
+        let draw = |x: u64| {
+            if x & ((1 << 53) - 1) < threshold {
+                scale
+            } else {
+                0.0
+            }
+        };
+        let mut out = vec![0.0f32; n];
+        let mut done = 0;
+        while done < n {
+            if self.index >= N {
+                self.twist();
+            }
+            let pairs = ((N - self.index) / 2).min(n - done);
+            if pairs == 0 {
+                // One word left in the block: the pair straddles the next twist.
+                out[done] = draw(self.random64());
+                done += 1;
+                continue;
+            }
+            let words = &self.state[self.index..self.index + 2 * pairs];
+            for (o, w) in out[done..done + pairs]
+                .iter_mut()
+                .zip(words.chunks_exact(2))
+            {
+                *o = draw((u64::from(temper(w[0])) << 32) | u64::from(temper(w[1])));
+            }
+            self.index += 2 * pairs;
+            done += pairs;
+        }
+        out
     }
+}
+
+/// The Mersenne Twister's output transformation of one state word.
+#[inline]
+fn temper(mut y: u32) -> u32 {
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c_5680;
+    y ^= (y << 15) & 0xefc6_0000;
+    y ^ (y >> 18)
 }
 
 /// `normal_fill_16`: Box–Muller on `[u; 16]`, pairing element `j` with `j + 8`, in f32.
@@ -331,6 +371,29 @@ mod tests {
             .collect();
         assert_eq!(mask, f.bernoulli);
         assert_eq!(g.random64() % (1 << 31), u64::from(f.next_u32));
+    }
+
+    /// The block-wise mask equals the definition (`uniform64 < keep`, one `random64` per element)
+    /// from every parity of the stream position and across twists, and leaves the stream where
+    /// the definition does.
+    #[test]
+    fn dropout_noise_blocks_equal_the_element_wise_definition() {
+        for skip in 0..3 {
+            let mut fast = TorchGenerator::new(5);
+            for _ in 0..skip {
+                fast.random();
+            }
+            let mut slow = fast.clone();
+            let noise = fast.dropout_noise(1500, 0.25);
+            let want: Vec<f32> = (0..1500)
+                .map(|_| {
+                    let u = (slow.random64() & ((1 << 53) - 1)) as f64 / (1u64 << 53) as f64;
+                    if u < 0.75 { 1.0 / 0.75f32 } else { 0.0 }
+                })
+                .collect();
+            assert_eq!(noise, want, "skip {skip}");
+            assert_eq!(fast, slow, "skip {skip}");
+        }
     }
 
     #[test]
