@@ -598,80 +598,52 @@ fn checkpoints_resume_only_with_their_own_random_streams() {
     let _lock = rng_lock();
     let device = Device::flex().autodiff();
     let data = data();
-    let dir = tempfile::tempdir().unwrap();
-    let run = RunDir::new(dir.path());
-    let mut probe = Probe {
-        stop_after: Some(3),
-        ..Probe::default()
+    let with = |rng| TrainArgs { rng, ..base_args() };
+    // The tiny model trained with `rng` in `dir`: resumed, or fresh and stopped after step 3
+    // (a checkpoint is written at step 3).
+    let run = |rng, dir: &Path, resume| {
+        let mut probe = Probe {
+            stop_after: Some(3),
+            ..Probe::default()
+        };
+        let model = tiny_model(11, &device);
+        let (args, dir) = (with(rng), RunDir::new(dir));
+        train(
+            model,
+            Task::Mrpc,
+            &data,
+            &args,
+            &dir,
+            resume,
+            &device,
+            &mut probe,
+        )
     };
-    let burn_args = base_args();
-    let burn_run = train(
-        tiny_model(11, &device),
-        Task::Mrpc,
-        &data,
-        &burn_args,
-        &run,
-        false,
-        &device,
-        &mut probe,
-    )
-    .unwrap();
-    let torch_args = TrainArgs {
-        rng: RandomStreams::Torch,
-        ..base_args()
-    };
-    let Err(err) = train(
-        tiny_model(11, &device),
-        Task::Mrpc,
-        &data,
-        &torch_args,
-        &run,
-        true,
-        &device,
-        &mut Probe::default(),
-    ) else {
-        panic!("resumed a burn checkpoint with PyTorch's streams");
-    };
-    assert!(
-        matches!(&err, TrainError::InvalidArgs(m) if m.contains("resume with rng = burn")),
-        "{err}"
-    );
+    let (burn_dir, torch_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let burn_run = run(RandomStreams::Burn, burn_dir.path(), false).unwrap();
+    let torch_run = run(RandomStreams::Torch, torch_dir.path(), false).unwrap();
     // The streams matter: the same 3 steps under PyTorch's generator log other losses.
-    let fresh = tempfile::tempdir().unwrap();
-    let torch_dir = RunDir::new(fresh.path());
-    let mut probe = Probe {
-        stop_after: Some(3),
-        ..Probe::default()
-    };
-    let torch_run = train(
-        tiny_model(11, &device),
-        Task::Mrpc,
-        &data,
-        &torch_args,
-        &torch_dir,
-        false,
-        &device,
-        &mut probe,
-    )
-    .unwrap();
     assert_ne!(torch_run.state.log[0].loss, burn_run.state.log[0].loss);
-    // And the other way round: a PyTorch-streams checkpoint does not continue with burn's.
-    let Err(err) = train(
-        tiny_model(11, &device),
-        Task::Mrpc,
-        &data,
-        &burn_args,
-        &torch_dir,
-        true,
-        &device,
-        &mut Probe::default(),
-    ) else {
-        panic!("resumed a PyTorch-streams checkpoint with burn's");
-    };
-    assert!(
-        matches!(&err, TrainError::InvalidArgs(m) if m.contains("resume with rng = torch")),
-        "{err}"
-    );
+    for (rng, dir, fix) in [
+        (
+            RandomStreams::Torch,
+            burn_dir.path(),
+            "resume with rng = burn",
+        ),
+        (
+            RandomStreams::Burn,
+            torch_dir.path(),
+            "resume with rng = torch",
+        ),
+    ] {
+        let Err(err) = run(rng, dir, true) else {
+            panic!("resumed a checkpoint of the other streams with {rng}");
+        };
+        assert!(
+            matches!(&err, TrainError::InvalidArgs(m) if m.contains(fix)),
+            "{err}"
+        );
+    }
 }
 
 fn checkpoint_entries(dir: &Path) -> Vec<String> {
