@@ -30,6 +30,12 @@ fn not_compiled(spec: &str, feature: &str) -> anyhow::Error {
     )
 }
 
+/// Whether `--device spec` names the host CPU (`cpu`, `tch`, `tch-cpu`) rather than an
+/// accelerator.
+pub fn is_host(spec: &str) -> bool {
+    matches!(spec, "cpu" | "tch" | "tch-cpu")
+}
+
 /// Parses `cpu`, `cuda[:N]`, `wgpu`, `tch` / `tch-cpu`, `tch-cuda[:N]` into a device of a compiled-in
 /// backend.
 pub fn device(spec: &str) -> Result<Device> {
@@ -87,6 +93,8 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         assert!(device("cpu").is_ok());
+        assert!(is_host("cpu") && is_host("tch") && is_host("tch-cpu"));
+        assert!(!is_host("cuda:1") && !is_host("wgpu") && !is_host("tch-cuda"));
         let err = device("tpu").unwrap_err().to_string();
         assert!(err.contains("unknown device"), "{err}");
         assert!(device("cuda:x").is_err());

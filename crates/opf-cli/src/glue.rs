@@ -554,7 +554,16 @@ fn run_model<M: GlueModel>(
     model_id: String,
     model_dir: PathBuf,
 ) -> Result<RunSummary> {
-    let args = cfg.train_args()?;
+    let mut args = cfg.train_args()?;
+    if args.rng == RandomStreams::Torch && !backend::is_host(&cmd.device) {
+        // PyTorch's CPU streams reproduce a CPU run (PyTorch on a GPU draws from the device's own
+        // generator); here every dropout mask would be drawn on the host and uploaded each step.
+        println!(
+            "random streams: burn's on {} (PyTorch's CPU streams only reproduce a CPU run)",
+            cmd.device
+        );
+        args.rng = RandomStreams::Burn;
+    }
     let out = cfg
         .output_dir
         .clone()

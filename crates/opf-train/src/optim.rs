@@ -126,8 +126,9 @@ impl Optimizer for AdamW {
             rule,
         } = self.params;
         let lr = lr * self.lr_scale;
+        // torch: `param.mul_(1 - lr * weight_decay)`.
         let tensor = if rule == AdamWRule::Torch && weight_decay > 0.0 {
-            tensor.clone() - tensor.mul_scalar(lr * weight_decay)
+            tensor.mul_scalar(1.0 - lr * weight_decay)
         } else {
             tensor
         };
