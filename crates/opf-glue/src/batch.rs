@@ -3,8 +3,10 @@
 //! Each batch is padded on the right to its own longest sequence (HF `DataCollatorWithPadding`
 //! with `padding=True`): pad id for `input_ids`, 0 for `token_type_ids` (BERT's
 //! `pad_token_type_id`), 0 in `attention_mask` (1 = attend, HF convention). Training order is a
-//! seeded shuffle (PyTorch `RandomSampler` in HF `Trainer`); evaluation order is sequential
-//! (`SequentialSampler`). The last, smaller batch is kept (`drop_last=False`).
+//! seeded shuffle (PyTorch `RandomSampler` in HF `Trainer`); evaluation either visits the input
+//! in order (`SequentialSampler`) or longest first, which pads less (sentence-transformers'
+//! `encode` sorts by length for the same reason). The last, smaller batch is kept
+//! (`drop_last=False`).
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -46,8 +48,11 @@ pub struct Batch {
 /// Order in which features are visited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
-    /// Input order (evaluation).
+    /// Input order.
     Sequential,
+    /// Longest sequence first, ties in input order: batches of similar lengths pad less
+    /// (evaluation; [`Batch::indices`] maps the rows back).
+    LongestFirst,
     /// A permutation drawn from `StdRng::seed_from_u64(mix(seed, epoch))` (rand 0.9), so every
     /// epoch has its own, reproducible order.
     Shuffled {
@@ -96,8 +101,14 @@ impl<'a> Batches<'a> {
         order: Order,
     ) -> Result<Batches<'a>, GlueError> {
         let mut idx: Vec<usize> = (0..features.len()).collect();
-        if let Order::Shuffled { seed, epoch } = order {
-            idx.shuffle(&mut StdRng::seed_from_u64(epoch_seed(seed, epoch)));
+        match order {
+            Order::Sequential => {}
+            Order::LongestFirst => {
+                idx.sort_by_key(|&i| std::cmp::Reverse(features[i].input_ids.len()));
+            }
+            Order::Shuffled { seed, epoch } => {
+                idx.shuffle(&mut StdRng::seed_from_u64(epoch_seed(seed, epoch)));
+            }
         }
         Self::with_order(features, batch_size, pad_id, idx)
     }
@@ -267,6 +278,21 @@ mod tests {
             .unwrap();
         let want: Vec<f32> = b.indices.iter().map(|&i| i as f32).collect();
         assert_eq!(b.labels, Some(BatchLabels::Score(want)));
+    }
+
+    #[test]
+    fn longest_first_is_stable_and_pads_less() {
+        let lens = [3, 7, 2, 7, 5, 1, 3];
+        let fs: Vec<_> = lens.iter().map(|&n| feat(n, None)).collect();
+        let padded = |order| -> (Vec<usize>, usize) {
+            let bs: Vec<_> = Batches::new(&fs, 2, 0, order).unwrap().collect();
+            let pad = bs.iter().map(|b| b.batch_size * b.seq_len).sum();
+            (bs.into_iter().flat_map(|b| b.indices).collect(), pad)
+        };
+        let (visited, pad) = padded(Order::LongestFirst);
+        assert_eq!(visited, [1, 3, 4, 0, 6, 2, 5]);
+        assert_eq!(pad, 7 * 2 + 5 * 2 + 3 * 2 + 1);
+        assert_eq!(padded(Order::Sequential).1, 7 * 2 + 7 * 2 + 5 * 2 + 3);
     }
 
     #[test]

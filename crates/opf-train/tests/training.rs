@@ -899,3 +899,62 @@ fn bart_trains_with_the_glue_trainer() {
         other => panic!("MRPC predicts classes, got {other:?}"),
     }
 }
+
+/// `predict` batches longest first but returns predictions in input order: each one equals the
+/// model's output for its example alone (no padding), for class ids (MRPC) and for scores (STS-B,
+/// 1e-5 absolute in f32: padding changes only the reduction shapes).
+#[test]
+fn predictions_come_back_in_input_order() {
+    let _lock = rng_lock();
+    let device = Device::flex().autodiff();
+    let dev = synthetic(13, 21);
+    for (task, labels) in [(Task::Mrpc, 2), (Task::Stsb, 1)] {
+        let mut model = tiny_model(9, &device);
+        model.classifier = burn::nn::LinearConfig::new(32, labels).init(&device);
+        let examples: Vec<Features> = dev
+            .iter()
+            .map(|f| Features {
+                label: Some(match task {
+                    Task::Stsb => Label::Score(1.5),
+                    _ => f.label.unwrap(),
+                }),
+                ..f.clone()
+            })
+            .collect();
+        let alone: Vec<Vec<f32>> = examples
+            .iter()
+            .map(|f| {
+                let batch = opf_glue::Batches::new(
+                    std::slice::from_ref(f),
+                    1,
+                    0,
+                    opf_glue::Order::Sequential,
+                )
+                .unwrap()
+                .next()
+                .unwrap();
+                let [ids, types, mask] = opf_train::batch_tensors(&batch, &device);
+                model
+                    .valid()
+                    .forward(ids, types, mask)
+                    .into_data()
+                    .to_vec()
+                    .unwrap()
+            })
+            .collect();
+        let (preds, loss) = predict(&model, task, &examples, 5, 0, &device).unwrap();
+        assert!(loss.is_some_and(f64::is_finite));
+        match preds {
+            opf_glue::Predictions::Class(classes) => {
+                let want: Vec<usize> = alone.iter().map(|l| usize::from(l[1] > l[0])).collect();
+                assert_eq!(classes, want);
+            }
+            opf_glue::Predictions::Score(scores) => {
+                assert_eq!(scores.len(), examples.len());
+                for (s, l) in scores.iter().zip(&alone) {
+                    assert!((s - l[0]).abs() < 1e-5, "{s} vs {}", l[0]);
+                }
+            }
+        }
+    }
+}
