@@ -243,3 +243,32 @@ fn real_tokenizer_batches_pad_dynamically() {
         "{err}"
     );
 }
+
+/// MRPC dev (408 pairs, MiniLM tokenizer, max length 128) at 32 per batch pads to 31,616 tokens in
+/// input order and 22,680 longest first (counted independently with the Python `tokenizers`
+/// package, 21,723 real tokens); the longest-first batches hold every example once.
+#[test]
+fn longest_first_pads_mrpc_dev_less() {
+    let (Some(dir), Some(tokenizer)) = (glue_dir(), tokenizer_json()) else {
+        return;
+    };
+    let ex = load_examples(&dir, Task::Mrpc, Split::Dev).unwrap();
+    let tok = GlueTokenizer::from_file(&tokenizer, 128).unwrap();
+    let features = tok.encode(&ex).unwrap();
+    let real: usize = features.iter().map(|f| f.input_ids.len()).sum();
+    assert_eq!((features.len(), real), (408, 21_723));
+    let padded = |order| -> (usize, Vec<usize>) {
+        let batches = Batches::new(&features, 32, tok.pad_id(), order).unwrap();
+        let mut seen = Vec::new();
+        let mut total = 0;
+        for b in batches {
+            total += b.batch_size * b.seq_len;
+            seen.extend(b.indices);
+        }
+        seen.sort_unstable();
+        (total, seen)
+    };
+    let all: Vec<usize> = (0..408).collect();
+    assert_eq!(padded(Order::Sequential), (31_616, all.clone()));
+    assert_eq!(padded(Order::LongestFirst), (22_680, all));
+}
