@@ -938,7 +938,7 @@ fn predictions_come_back_in_input_order() {
                     .valid()
                     .forward(ids, types, mask)
                     .into_data()
-                    .to_vec()
+                    .try_to_vec::<f32>()
                     .unwrap()
             })
             .collect();
