@@ -404,8 +404,16 @@ fn assert_same_history(a: &TrainerState, b: &TrainerState) {
 }
 
 fn dev_logits(model: &BertForSequenceClassification, device: &Device) -> Vec<f32> {
-    let dev = synthetic(12, 8);
-    let batch = opf_glue::Batches::new(&dev, 12, 0, opf_glue::Order::Sequential)
+    logits(model, &synthetic(12, 8), device)
+}
+
+/// Row-major logits of `features` run as one batch (padded to the longest) in inference mode.
+fn logits(
+    model: &BertForSequenceClassification,
+    features: &[Features],
+    device: &Device,
+) -> Vec<f32> {
+    let batch = opf_glue::Batches::new(features, features.len(), 0, opf_glue::Order::Sequential)
         .unwrap()
         .next()
         .unwrap();
@@ -923,24 +931,7 @@ fn predictions_come_back_in_input_order() {
             .collect();
         let alone: Vec<Vec<f32>> = examples
             .iter()
-            .map(|f| {
-                let batch = opf_glue::Batches::new(
-                    std::slice::from_ref(f),
-                    1,
-                    0,
-                    opf_glue::Order::Sequential,
-                )
-                .unwrap()
-                .next()
-                .unwrap();
-                let [ids, types, mask] = opf_train::batch_tensors(&batch, &device);
-                model
-                    .valid()
-                    .forward(ids, types, mask)
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap()
-            })
+            .map(|f| logits(&model, std::slice::from_ref(f), &device))
             .collect();
         let (preds, loss) = predict(&model, task, &examples, 5, 0, &device).unwrap();
         assert!(loss.is_some_and(f64::is_finite));
