@@ -30,10 +30,20 @@ fn not_compiled(spec: &str, feature: &str) -> anyhow::Error {
     )
 }
 
-/// Whether `--device spec` names the host CPU (`cpu`, `tch`, `tch-cpu`) rather than an
-/// accelerator.
-pub fn is_host(spec: &str) -> bool {
-    matches!(spec, "cpu" | "tch" | "tch-cpu")
+/// Whether `device` (from [`device`]) is the host CPU, burn-flex or LibTorch's CPU device, rather
+/// than an accelerator.
+pub fn is_host(device: &Device) -> bool {
+    #[cfg(feature = "cpu")]
+    if *device == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "tch")]
+    #[allow(deprecated)]
+    if *device == Device::libtorch() {
+        return true;
+    }
+    let _ = device;
+    false
 }
 
 /// Parses `cpu`, `cuda[:N]`, `wgpu`, `tch` / `tch-cpu`, `tch-cuda[:N]` into a device of a compiled-in
@@ -93,8 +103,14 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         assert!(device("cpu").is_ok());
-        assert!(is_host("cpu") && is_host("tch") && is_host("tch-cpu"));
-        assert!(!is_host("cuda:1") && !is_host("wgpu") && !is_host("tch-cuda"));
+        for spec in ["cpu", "cpu:0"] {
+            assert!(is_host(&device(spec).unwrap()), "{spec}");
+        }
+        #[cfg(feature = "tch")]
+        {
+            assert!(is_host(&device("tch").unwrap()) && is_host(&device("tch-cpu:0").unwrap()));
+            assert!(!is_host(&device("tch-cuda").unwrap()));
+        }
         let err = device("tpu").unwrap_err().to_string();
         assert!(err.contains("unknown device"), "{err}");
         assert!(device("cuda:x").is_err());

@@ -555,7 +555,8 @@ fn run_model<M: GlueModel>(
     model_dir: PathBuf,
 ) -> Result<RunSummary> {
     let mut args = cfg.train_args()?;
-    if args.rng == RandomStreams::Torch && !backend::is_host(&cmd.device) {
+    let device = backend::device(&cmd.device)?;
+    if args.rng == RandomStreams::Torch && !backend::is_host(&device) {
         // PyTorch's CPU streams reproduce a CPU run (PyTorch on a GPU draws from the device's own
         // generator); here every dropout mask would be drawn on the host and uploaded each step.
         println!(
@@ -614,7 +615,6 @@ fn run_model<M: GlueModel>(
         t0.elapsed().as_secs_f64()
     );
 
-    let device = backend::device(&cmd.device)?;
     device.seed(args.seed);
     // `torch.manual_seed(seed)` before the model is built: the fresh head, then (in the trainer)
     // the dropout masks, draw from it.

@@ -213,7 +213,9 @@ pub enum RandomStreams {
     /// thread's default [`TorchGenerator`] (the one installed by the caller, which drew the
     /// fresh head from it, else a fresh `torch.manual_seed(seed)`), the epoch order from
     /// `torch.randperm(n, torch.Generator().manual_seed(seed))`, one permutation per epoch. The
-    /// generator's state is part of every checkpoint.
+    /// generator's state is part of every checkpoint. The masks are drawn on the host and
+    /// uploaded, so this is for host devices (`opf glue` uses [`RandomStreams::Burn`] on
+    /// accelerators, where PyTorch too draws from the device's own generator).
     Torch,
 }
 
