@@ -41,7 +41,7 @@ use burn::module::Initializer;
 use burn::nn::loss::{CrossEntropyLoss, MseLoss, Reduction};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
+use burn::tensor::activation::{gelu_approximate, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -78,7 +78,7 @@ impl HiddenAct {
     /// Applies the activation element-wise.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            HiddenAct::Gelu => gelu(x),
+            HiddenAct::Gelu => crate::fused::gelu(x),
             HiddenAct::GeluTanh => gelu_approximate(x),
             HiddenAct::Relu => relu(x),
         }
