@@ -118,30 +118,6 @@ impl Optimizer for AdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        #[cfg(feature = "cpu")]
-        if host::applies(&tensor, &grad, state.as_ref()) {
-            let (tensor, state) = host::step(&self.params, lr * self.lr_scale, tensor, grad, state);
-            return (tensor, Some(state));
-        }
-        self.composed_step(lr, tensor, grad, state)
-    }
-
-    fn to_device<const D: usize>(mut state: Self::State<D>, device: &Device) -> Self::State<D> {
-        state.moment_1 = state.moment_1.to_device(device);
-        state.moment_2 = state.moment_2.to_device(device);
-        state
-    }
-}
-
-impl AdamW {
-    /// [`Optimizer::step`] from tensor operations, on any backend.
-    fn composed_step<const D: usize>(
-        &self,
-        lr: LearningRate,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<AdaptiveMomentumState<D>>,
-    ) -> (Tensor<D>, Option<AdaptiveMomentumState<D>>) {
         let AdamWParams {
             beta_1,
             beta_2,
@@ -187,161 +163,11 @@ impl AdamW {
         }
         (updated, Some(state))
     }
-}
 
-/// [`AdamW`]'s step on burn-flex in one pass over each parameter's buffers.
-///
-/// The composed step is ~14 element-wise tensor operations per parameter, each a single-threaded
-/// pass that allocates its result: for MiniLM-L6's 22.7M parameters, ~3 GB of memory traffic per
-/// optimizer step. Here the parameter and both moments are updated in place (copied first only
-/// when shared), split across rayon's threads, with the composed step's f32 operations in the
-/// same order, so the results are bit-identical (tested below).
-#[cfg(feature = "cpu")]
-mod host {
-    use super::{AdamWParams, AdamWRule};
-    use burn::backend::Flex;
-    use burn::backend::flex::FlexTensor;
-    use burn::optim::{AdaptiveMomentumState, LearningRate};
-    use burn::tensor::{DType, Device, Tensor};
-    use rayon::prelude::*;
-
-    /// Elements per rayon task.
-    const CHUNK: usize = 1 << 15;
-
-    /// The step's scalar operands, rounded to f32 as burn-flex rounds a tensor-scalar operand.
-    struct Scalars {
-        /// `1 − lr·wd` before the update (torch rule with decay).
-        pre_decay: Option<f32>,
-        beta_1: f32,
-        one_minus_beta_1: f32,
-        beta_2: f32,
-        one_minus_beta_2: f32,
-        /// `√(1 − β2ᵗ)` dividing `√v` (torch rule).
-        sqrt_correction_2: Option<f32>,
-        epsilon: f32,
-        step_size: f32,
-        /// `lr·wd` after the update (HF rule with decay).
-        post_decay: Option<f32>,
-    }
-
-    /// The step on one chunk; `first` when the moments start from zero (their buffers are
-    /// written, not read).
-    fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &Scalars, first: bool) {
-        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            let mut x = *p;
-            if let Some(f) = k.pre_decay {
-                x *= f;
-            }
-            let (gm, gv) = (g * k.one_minus_beta_1, (g * g) * k.one_minus_beta_2);
-            let (m1, v1) = if first {
-                (gm, gv)
-            } else {
-                (*m * k.beta_1 + gm, *v * k.beta_2 + gv)
-            };
-            let root = v1.sqrt();
-            let denom = match k.sqrt_correction_2 {
-                Some(c) => root / c,
-                None => root,
-            } + k.epsilon;
-            x -= (m1 / denom) * k.step_size;
-            if let Some(f) = k.post_decay {
-                x -= x * f;
-            }
-            (*p, *m, *v) = (x, m1, v1);
-        }
-    }
-
-    /// The f32 elements of a burn-flex tensor as one contiguous buffer (no copy when they
-    /// already are one; writing to it copies first if the buffer is shared).
-    fn contiguous<const D: usize>(t: Tensor<D>) -> FlexTensor {
-        let flex = t
-            .try_into_primitive::<Flex>()
-            .expect("a burn-flex float tensor");
-        let contiguous = flex.to_contiguous();
-        drop(flex);
-        contiguous
-    }
-
-    /// Whether [`step`] applies: f32 tensors on burn-flex, off autodiff.
-    pub(super) fn applies<const D: usize>(
-        tensor: &Tensor<D>,
-        grad: &Tensor<D>,
-        state: Option<&AdaptiveMomentumState<D>>,
-    ) -> bool {
-        let flex_f32 = |t: &Tensor<D>| {
-            let device = t.device();
-            device == Device::flex() && !device.is_autodiff() && t.dtype() == DType::F32
-        };
-        flex_f32(tensor)
-            && flex_f32(grad)
-            && state.is_none_or(|s| flex_f32(&s.moment_1) && flex_f32(&s.moment_2))
-    }
-
-    /// The fused step on tensors for which [`applies`] holds.
-    pub(super) fn step<const D: usize>(
-        params: &AdamWParams,
-        lr: LearningRate,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<AdaptiveMomentumState<D>>,
-    ) -> (Tensor<D>, AdaptiveMomentumState<D>) {
-        let shape = tensor.shape();
-        let (time, moments) = match state {
-            Some(s) => (s.time + 1, Some((s.moment_1, s.moment_2))),
-            None => (1, None),
-        };
-        let AdamWParams {
-            beta_1,
-            beta_2,
-            epsilon,
-            weight_decay,
-            rule,
-        } = *params;
-        let t = time as i32;
-        let (correction_1, correction_2) = (1.0 - beta_1.powi(t), 1.0 - beta_2.powi(t));
-        let decays = weight_decay > 0.0;
-        let k = Scalars {
-            pre_decay: (rule == AdamWRule::Torch && decays)
-                .then_some((1.0 - lr * weight_decay) as f32),
-            beta_1: beta_1 as f32,
-            one_minus_beta_1: (1.0 - beta_1) as f32,
-            beta_2: beta_2 as f32,
-            one_minus_beta_2: (1.0 - beta_2) as f32,
-            sqrt_correction_2: (rule == AdamWRule::Torch).then_some(correction_2.sqrt() as f32),
-            epsilon: epsilon as f32,
-            step_size: match rule {
-                AdamWRule::Hf => lr * correction_2.sqrt() / correction_1,
-                AdamWRule::Torch => lr / correction_1,
-            } as f32,
-            post_decay: (rule == AdamWRule::Hf && decays).then_some((lr * weight_decay) as f32),
-        };
-
-        let mut p = contiguous(tensor);
-        let g = contiguous(grad);
-        let n = shape.num_elements();
-        let (mut m, mut v, first) = match moments {
-            Some((m, v)) => (contiguous(m), contiguous(v), false),
-            // The first step writes the moments without reading them.
-            None => {
-                let fresh = || FlexTensor::empty(shape.clone(), DType::F32);
-                (fresh(), fresh(), true)
-            }
-        };
-        {
-            let g = &g.storage::<f32>()[..n];
-            let p = &mut p.storage_mut::<f32>()[..n];
-            let m = &mut m.storage_mut::<f32>()[..n];
-            let v = &mut v.storage_mut::<f32>()[..n];
-            p.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
-                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                .for_each(|((p, g), (m, v))| update(p, g, m, v, &k, first));
-        }
-        let tensor = |t: FlexTensor| Tensor::<D>::from_primitive::<Flex>(t);
-        (
-            tensor(p),
-            AdaptiveMomentumState::new(time, tensor(m), tensor(v)),
-        )
+    fn to_device<const D: usize>(mut state: Self::State<D>, device: &Device) -> Self::State<D> {
+        state.moment_1 = state.moment_1.to_device(device);
+        state.moment_2 = state.moment_2.to_device(device);
+        state
     }
 }
 
@@ -511,48 +337,6 @@ mod tests {
             .convert::<f32>()
             .try_to_vec::<f32>()
             .unwrap()
-    }
-
-    /// The fused burn-flex step ([`host::step`], called directly) gives exactly the composed step's parameters and moments over three steps, for
-    /// both rules with and without decay, on a buffer spanning several rayon chunks; the input
-    /// parameter, shared with the composed side, is left untouched (copy on write).
-    #[cfg(feature = "cpu")]
-    #[test]
-    fn fused_flex_step_equals_the_composed_step() {
-        use burn::tensor::Distribution;
-        let device = Device::flex();
-        device.seed(9);
-        let n = 2 * (1 << 15) + 3;
-        let data = |t: &Tensor<1>| t.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-        for rule in [AdamWRule::Hf, AdamWRule::Torch] {
-            for weight_decay in [0.0, 0.01] {
-                let params = AdamWParams {
-                    weight_decay,
-                    rule,
-                    ..AdamWParams::default()
-                };
-                let opt = AdamW::new(params, 1.0);
-                let p0 = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device);
-                let before = data(&p0);
-                let (mut fused, mut fused_state) = (p0.clone(), None);
-                let (mut composed, mut composed_state) = (p0.clone(), None);
-                for step in 0..3 {
-                    let g = Tensor::<1>::random([n], Distribution::Normal(0.0, 0.1), &device);
-                    let lr = 1e-3 * (step + 1) as f64;
-                    assert!(host::applies(&fused, &g, fused_state.as_ref()));
-                    let (p, s) = host::step(&params, lr, fused, g.clone(), fused_state);
-                    let (q, t) = opt.composed_step(lr, composed, g, composed_state);
-                    let t = t.unwrap();
-                    let what = format!("{rule} wd {weight_decay} step {step}");
-                    assert_eq!(data(&p), data(&q), "parameters, {what}");
-                    assert_eq!(data(&s.moment_1), data(&t.moment_1), "m, {what}");
-                    assert_eq!(data(&s.moment_2), data(&t.moment_2), "v, {what}");
-                    assert_eq!(s.time, t.time);
-                    (fused, fused_state, composed, composed_state) = (p, Some(s), q, Some(t));
-                }
-                assert_eq!(data(&p0), before, "the shared input is not written");
-            }
-        }
     }
 
     /// Gradients equal to the given constants exactly: the loss is `Σ p·g` per parameter.
