@@ -39,6 +39,7 @@ enum BenchCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -53,3 +54,25 @@ fn main() -> anyhow::Result<()> {
         Command::Mpo(command) => mpo::run(command),
     }
 }
+
+/// Makes glibc's allocator keep freed memory for reuse instead of handing it back to the kernel.
+///
+/// A training step frees and reallocates hundreds of activation and gradient buffers of up to
+/// tens of MB. By default glibc serves the largest from fresh `mmap`s and trims the heap top
+/// after frees, so each step page-faults and the kernel zeroes the same memory again
+/// (`clear_page_erms` and `exc_page_fault` in `perf`). With every allocation below 1 GiB on the
+/// heap and no trimming, six alternating ten-step MiniLM-L6 MRPC runs trained 1.03–1.26× faster
+/// (median 1.11×) with the same losses; evaluation did not move. Peak memory is unchanged: the
+/// heap keeps what the step used at its peak.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: `mallopt` only sets allocator parameters; called first thing in `main`, before any
+    // other thread exists or anything is allocated through these settings.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
