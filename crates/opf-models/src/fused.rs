@@ -148,7 +148,7 @@ impl FusedOps for burn::backend::LibTorch {
 
     /// `torch.ops.aten.gelu_backward(grad, x, approximate="none")`.
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::gelu_backward(x, grad)
+        <Self as burn::backend::ops::ActivationOps<Self>>::gelu_backward(x, grad)
     }
 }
 
@@ -493,11 +493,21 @@ mod tests {
     /// [`gelu`] and its autodiff gradient on burn-flex against PyTorch and the exact values.
     #[test]
     fn gelu_and_its_gradient_match_pytorch() {
+        check_gelu(&Device::flex().autodiff());
+    }
+
+    /// The same on LibTorch (its own kernels, `aten::gelu_backward` for the gradient).
+    #[cfg(feature = "tch")]
+    #[test]
+    fn gelu_and_its_gradient_match_pytorch_on_libtorch() {
+        check_gelu(&Device::libtorch().autodiff());
+    }
+
+    fn check_gelu(device: &Device) {
         let f = gelu_fixture();
         let n = f.x.len();
-        let device = Device::flex().autodiff();
-        let x = Tensor::<1>::from_data(TensorData::new(f.x.clone(), [n]), &device).require_grad();
-        let g = Tensor::<1>::from_data(TensorData::new(f.g.clone(), [n]), &device);
+        let x = Tensor::<1>::from_data(TensorData::new(f.x.clone(), [n]), device).require_grad();
+        let g = Tensor::<1>::from_data(TensorData::new(f.g.clone(), [n]), device);
         let y = gelu(x.clone());
         let grads = (y.clone() * g).sum().backward();
         let dx = values(x.grad(&grads).expect("gradient of x"));
