@@ -61,9 +61,9 @@ fn main() -> anyhow::Result<()> {
 /// tens of MB. By default glibc serves the largest from fresh `mmap`s and trims the heap top
 /// after frees, so each step page-faults and the kernel zeroes the same memory again
 /// (`clear_page_erms` and `exc_page_fault` in `perf`). With every allocation below 1 GiB on the
-/// heap and no trimming, six alternating ten-step MiniLM-L6 MRPC runs trained 1.03–1.26× faster
-/// (median 1.11×) with the same losses; evaluation did not move. Peak memory is unchanged: the
-/// heap keeps what the step used at its peak.
+/// heap and no trimming, nine alternating rounds of ten MiniLM-L6 MRPC steps trained 0.99–1.26×
+/// faster (median 1.11×) with the same losses; evaluation did not move. Peak memory is unchanged:
+/// the heap keeps what the step used at its peak. A setting glibc refuses leaves its default.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
     // SAFETY: `mallopt` only sets allocator parameters; called first thing in `main`, before any
