@@ -20,8 +20,9 @@
 //! (burn-flex has no GELU: burn composes it from five element-wise passes and libm's scalar
 //! `erff`, which took ~12 % of a MiniLM training step).
 //!
-//! Off autodiff softmax and layer norm are the backend's own `softmax` / `layer_norm`. [`attention`] is for
-//! inference: the backend's attention kernel, with the additive mask as its bias.
+//! Off autodiff softmax and layer norm are the backend's own `softmax` / `layer_norm`.
+//! [`attention`] is for inference: the backend's attention kernel, with the additive mask as its
+//! bias.
 
 // burn-tch is deprecated in burn 0.22; still the LibTorch option here.
 #![cfg_attr(feature = "tch", allow(deprecated))]
@@ -38,6 +39,10 @@ use burn::prelude::*;
 use burn::tensor::Shape;
 use burn::tensor::ops::AttentionModuleOptions;
 use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+
+/// `1 / √(2π)`, the normal density's factor in the GELU gradient, as PyTorch writes it
+/// (`M_2_SQRTPI * M_SQRT1_2 * 0.5`, `aten/src/ATen/native/cpu/Activation.cpp`).
+const INV_SQRT_2PI: f64 = 0.5 * FRAC_2_SQRT_PI * FRAC_1_SQRT_2;
 
 #[cfg(feature = "cpu")]
 mod host_gelu;
@@ -101,7 +106,7 @@ fn composed_gelu_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -
     let x2 = B::float_mul(x.clone(), x.clone());
     let pdf = B::float_mul_scalar(
         B::float_exp(B::float_mul_scalar(x2, (-0.5).into())),
-        (0.5 * FRAC_2_SQRT_PI * FRAC_1_SQRT_2).into(),
+        INV_SQRT_2PI.into(),
     );
     B::float_mul(grad, B::float_add(cdf, B::float_mul(x, pdf)))
 }

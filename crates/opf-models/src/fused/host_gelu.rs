@@ -32,8 +32,8 @@ const CHUNK: usize = 1 << 14;
 
 /// `1 / √2`.
 const SQRT1_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
-/// `1 / √(2π)`, PyTorch's `M_2_SQRTPI * M_SQRT1_2 * 0.5`.
-const INV_SQRT_2PI: f32 = 0.398_942_3;
+/// `1 / √(2π)` in f32.
+const INV_SQRT_2PI: f32 = super::INV_SQRT_2PI as f32;
 
 /// `eˣ` for `x ≤ 0` (Cephes `expf`); `0` below `−87` (true value < 1.7e-38).
 #[inline(always)]
