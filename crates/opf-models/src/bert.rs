@@ -49,7 +49,7 @@ use crate::checkpoint::{
     Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, write_safetensors,
 };
 use crate::config_io;
-use crate::fused::{self, LayerNorm, softmax};
+use crate::fused::{self, LayerNorm};
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 use crate::precision;
 use crate::rng;
@@ -589,8 +589,9 @@ impl BertSelfAttention {
         let context = if fused::attention_applies(&mask) {
             fused::attention(query, key, value, mask, scaling)
         } else {
-            let scores = precision::matmul(query, key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
-            let probs = rng::dropout(&self.dropout, softmax(scores, 3));
+            let scores = precision::matmul(query, key.swap_dims(2, 3));
+            let noise = rng::dropout_noise(&self.dropout, &scores);
+            let probs = fused::attention_probs(scores, mask, scaling, noise);
             precision::matmul(probs, value)
         };
         context.swap_dims(1, 2).reshape([batch, seq, hidden])

@@ -1,4 +1,4 @@
-//! Softmax, layer norm and GELU as single operations under autodiff.
+//! Softmax, attention probabilities, layer norm and GELU as single operations under autodiff.
 //!
 //! burn 0.22's autodiff backend has no softmax or layer-norm operation of its own: both fall back
 //! to the defaults in `burn_backend` (`ActivationOps::softmax`, `ModuleOps::layer_norm`), which
@@ -14,6 +14,11 @@
 //! - layer norm `y = x̂ γ + β`, `x̂ = (x − μ) σ⁻¹`: `dβ = Σ g`, `dγ = Σ g ⊙ x̂` (sums over rows)
 //!   and `dx = σ⁻¹ (g γ − mean(g γ) − x̂ mean(g γ ⊙ x̂))` (means along the row), as PyTorch's
 //!   `layer_norm_backward_cpu` (`aten/src/ATen/native/cpu/layer_norm_kernel.cpp`).
+//!
+//! [`attention_probs`] is `softmax(scores · scale + mask) ⊙ dropout noise` as one operation with
+//! one backward, `(y ⊙ g' − y Σ(y ⊙ g')) · scale` with `g' = g ⊙ noise`; on burn-flex one
+//! row-parallel pass each way (module `host_softmax`) in place of five and six passes over the
+//! `[batch, heads, seq, seq]` scores, most of them burn-flex's single-threaded binary operations.
 //!
 //! [`gelu`] is one operation on every backend with the exact gradient `Φ(x) + x φ(x)`; on
 //! burn-flex, forward and backward are one vectorised pass each, as PyTorch's CPU kernels
@@ -45,7 +50,11 @@ use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
 const INV_SQRT_2PI: f64 = 0.5 * FRAC_2_SQRT_PI * FRAC_1_SQRT_2;
 
 #[cfg(feature = "cpu")]
+mod host;
+#[cfg(feature = "cpu")]
 mod host_gelu;
+#[cfg(feature = "cpu")]
+mod host_softmax;
 
 /// The fused operations, as a burn backend extension.
 #[backend_extension(
@@ -87,6 +96,58 @@ pub trait FusedOps: Backend {
         Self::attention(query, key, value, None, Some(bias), options)
     }
 
+    /// Attention probabilities, `softmax(scores · scale + bias)` along the last axis.
+    fn fused_attention_probs(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        composed_attention_probs::<Self>(scores, bias, scale, None).0
+    }
+
+    /// Attention probabilities with dropout, `softmax(scores · scale + bias) ⊙ noise` (`noise`:
+    /// dropout's scaled mask).
+    fn fused_attention_probs_dropout(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+        noise: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::fused_attention_probs_dropout_forward(scores, bias, scale, noise).1
+    }
+
+    /// [`FusedOps::fused_attention_probs_dropout`] with the softmax it multiplies:
+    /// `(y, y ⊙ noise)`.
+    fn fused_attention_probs_dropout_forward(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+        noise: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed_attention_probs::<Self>(scores, bias, scale, Some(noise))
+    }
+
+    /// The gradient of [`FusedOps::fused_attention_probs`] with respect to `scores`, from its
+    /// output `y` and the output's gradient: `(y ⊙ g − y Σ(y ⊙ g)) · scale`.
+    fn fused_attention_probs_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        composed_attention_probs_backward::<Self>(y, None, grad, scale)
+    }
+
+    /// The gradient of [`FusedOps::fused_attention_probs_dropout`] with respect to `scores`:
+    /// [`FusedOps::fused_attention_probs_backward`] of `grad ⊙ noise`.
+    fn fused_attention_probs_dropout_backward(
+        y: FloatTensor<Self>,
+        noise: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        composed_attention_probs_backward::<Self>(y, Some(noise), grad, scale)
+    }
+
     /// Exact GELU, `x Φ(x)`.
     fn fused_gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::gelu(tensor)
@@ -97,6 +158,42 @@ pub trait FusedOps: Backend {
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         composed_gelu_backward::<Self>(x, grad)
     }
+}
+
+/// `(y, y ⊙ noise)` (`(y, y)` without noise), `y = softmax(scores · scale + bias)`, from the
+/// backend's operations.
+fn composed_attention_probs<B: Backend>(
+    scores: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    scale: f64,
+    noise: Option<FloatTensor<B>>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let last = scores.shape().num_dims() - 1;
+    let scaled = B::float_mul_scalar(scores, scale.into());
+    let y = B::softmax(B::float_add(scaled, bias), last);
+    let out = match noise {
+        Some(noise) => B::float_mul(y.clone(), noise),
+        None => y.clone(),
+    };
+    (y, out)
+}
+
+/// The gradient of [`composed_attention_probs`]' second output, from the backend's operations.
+fn composed_attention_probs_backward<B: Backend>(
+    y: FloatTensor<B>,
+    noise: Option<FloatTensor<B>>,
+    grad: FloatTensor<B>,
+    scale: f64,
+) -> FloatTensor<B> {
+    let last = y.shape().num_dims() - 1;
+    let grad = match noise {
+        Some(noise) => B::float_mul(grad, noise),
+        None => grad,
+    };
+    let yg = B::float_mul(grad, y.clone());
+    let sum = B::float_sum_dim(yg.clone(), last);
+    let dt = B::float_sub(yg, B::float_mul(y, sum));
+    B::float_mul_scalar(dt, scale.into())
 }
 
 /// [`FusedOps::fused_gelu_backward`] from element-wise operations.
@@ -112,9 +209,53 @@ fn composed_gelu_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -
 }
 
 /// GELU and its gradient in one vectorised pass each (module `host_gelu`), as PyTorch's CPU
-/// kernels.
+/// kernels; the attention probabilities and their gradient in one row-parallel pass each (module
+/// `host_softmax`).
 #[cfg(feature = "cpu")]
 impl FusedOps for burn::backend::Flex {
+    fn fused_attention_probs(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        match host_softmax::attention_probs(&scores, &bias, scale as f32, None) {
+            Some((y, _)) => y,
+            None => composed_attention_probs::<Self>(scores, bias, scale, None).0,
+        }
+    }
+
+    fn fused_attention_probs_dropout_forward(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+        noise: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        match host_softmax::attention_probs(&scores, &bias, scale as f32, Some(&noise)) {
+            Some((y, Some(out))) => (y, out),
+            _ => composed_attention_probs::<Self>(scores, bias, scale, Some(noise)),
+        }
+    }
+
+    fn fused_attention_probs_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        host_softmax::attention_probs_grad(&y, None, &grad, scale as f32)
+            .unwrap_or_else(|| composed_attention_probs_backward::<Self>(y, None, grad, scale))
+    }
+
+    fn fused_attention_probs_dropout_backward(
+        y: FloatTensor<Self>,
+        noise: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        host_softmax::attention_probs_grad(&y, Some(&noise), &grad, scale as f32).unwrap_or_else(
+            || composed_attention_probs_backward::<Self>(y, Some(noise), grad, scale),
+        )
+    }
+
     fn fused_gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         host_gelu::gelu_tensor(&tensor)
             .unwrap_or_else(|| <Self as burn::backend::ops::ActivationOps<Self>>::gelu(tensor))
@@ -159,6 +300,33 @@ impl FusedOps for burn::backend::LibTorch {
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl FusedOps for burn::backend::Cube {}
+
+/// The backward of [`attention_probs`] under autodiff. Only `scores` is a parent: the bias and
+/// the noise are constants ([`attention_probs`] refuses a tracked bias; the noise is drawn off
+/// the graph). State: the softmax, the noise, the scale.
+#[derive(Debug)]
+struct AttentionProbs;
+
+impl<B: Backend + FusedOps> Backward<B, 1> for AttentionProbs {
+    type State = (
+        B::FloatTensorPrimitive,
+        Option<B::FloatTensorPrimitive>,
+        f64,
+    );
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let (y, noise, scale) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| match noise {
+            Some(noise) => B::fused_attention_probs_dropout_backward(y, noise, grad, scale),
+            None => B::fused_attention_probs_backward(y, grad, scale),
+        });
+    }
+}
 
 impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn fused_softmax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
@@ -263,6 +431,47 @@ impl<B: Backend + FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         }
     }
 
+    fn fused_attention_probs(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        let node = scores.node();
+        let y = B::fused_attention_probs(scores.into_primitive(), bias.into_primitive(), scale);
+        match AttentionProbs
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((y.clone(), None, scale), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_attention_probs_dropout(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f64,
+        noise: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let node = scores.node();
+        let noise = noise.into_primitive();
+        let (y, out) = B::fused_attention_probs_dropout_forward(
+            scores.into_primitive(),
+            bias.into_primitive(),
+            scale,
+            noise.clone(),
+        );
+        match AttentionProbs
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((y, Some(noise), scale), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn fused_gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Gelu;
@@ -308,6 +517,42 @@ pub fn softmax<const D: usize>(tensor: Tensor<D>, dim: isize) -> Tensor<D> {
         tensor.into_dispatch(),
         dim as usize,
     ))
+}
+
+/// Attention probabilities with dropout, `softmax(scores · scale + bias) ⊙ noise` along the last
+/// axis, as one operation: on burn-flex one row-parallel pass forward and one backward; elsewhere
+/// the backend's softmax and element-wise operations, with one backward. `noise` is dropout's
+/// multiplier ([`crate::rng::dropout_noise`]; `None` when dropout is the identity). The bias (an
+/// attention mask) is a constant.
+///
+/// # Panics
+///
+/// If `bias` is part of an autodiff graph (its gradient would be lost).
+///
+/// # Shapes
+///
+/// - scores, noise, output: `[batch, heads, queries, keys]`
+/// - bias: broadcastable to the scores, keys last, e.g. `[batch, 1, 1, keys]`
+pub fn attention_probs(
+    scores: Tensor<4>,
+    bias: Tensor<4>,
+    scale: f64,
+    noise: Option<Tensor<4>>,
+) -> Tensor<4> {
+    assert!(
+        !bias.is_tracked(),
+        "attention_probs takes a constant bias; this one is tracked for a gradient"
+    );
+    let (scores, bias) = (scores.into_dispatch(), bias.into_dispatch());
+    Tensor::from_dispatch(match noise {
+        Some(noise) => <Dispatch as FusedOps>::fused_attention_probs_dropout(
+            scores,
+            bias,
+            scale,
+            noise.into_dispatch(),
+        ),
+        None => <Dispatch as FusedOps>::fused_attention_probs(scores, bias, scale),
+    })
 }
 
 /// Exact GELU, `x Φ(x)` (`torch.nn.functional.gelu`), as one operation: on burn-flex one
@@ -579,6 +824,104 @@ mod tests {
             Tensor::<2>::from_floats([[0.090_030_57, 0.244_728_48, 0.665_240_94]], &device),
             "softmax([1, 2, 3]) (scipy.special.softmax)",
         );
+    }
+
+    /// `softmax(s · scale + bias) ⊙ noise` through burn's element-wise operations and softmax,
+    /// each recorded by autodiff: the reference for [`attention_probs`].
+    fn composed_probs(
+        s: Tensor<4>,
+        bias: Tensor<4>,
+        scale: f64,
+        noise: Option<Tensor<4>>,
+    ) -> Tensor<4> {
+        let y = activation::softmax(s.mul_scalar(scale) + bias, 3);
+        match noise {
+            Some(noise) => y * noise,
+            None => y,
+        }
+    }
+
+    /// [`attention_probs`] and its gradient equal the composed form on burn-flex (the host
+    /// kernels) with and without dropout, for a padding mask `[batch, 1, 1, keys]`, a full bias
+    /// and one shared by the batch, with ragged row lengths (not a multiple of 8) and enough rows
+    /// for several threaded tasks.
+    #[test]
+    fn attention_probs_match_the_composed_form_and_its_gradient() {
+        let device = Device::flex().autodiff();
+        device.seed(14);
+        let (b, h, q, k) = (3, 4, 37, 21);
+        let scale = 0.125;
+        let keep = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                (0..b * k)
+                    .map(|i| i64::from(i % k < k - 5 * (i / k)))
+                    .collect::<Vec<_>>(),
+                [b, k],
+            ),
+            &device,
+        );
+        let biases = [
+            crate::bert::extended_attention_mask(keep),
+            Tensor::<4>::random([b, h, q, k], Distribution::Normal(0.0, 2.0), &device),
+            Tensor::<4>::random([1, h, q, k], Distribution::Normal(0.0, 2.0), &device),
+        ];
+        let noise = Tensor::<4>::random([b, h, q, k], Distribution::Bernoulli(0.9), &device) / 0.9;
+        for bias in biases {
+            for noise in [None, Some(noise.clone())] {
+                let s = Tensor::<4>::random([b, h, q, k], Distribution::Normal(0.0, 4.0), &device)
+                    .require_grad();
+                let w = Tensor::<4>::random([b, h, q, k], Distribution::Normal(0.0, 1.0), &device);
+                let fused = attention_probs(s.clone(), bias.clone(), scale, noise.clone());
+                let composed = composed_probs(s.clone(), bias.clone(), scale, noise);
+                assert_close(fused.clone(), composed.clone(), "attention probabilities");
+                let g_fused = s.grad(&(fused * w.clone()).sum().backward()).unwrap();
+                let g_composed = s.grad(&(composed * w).sum().backward()).unwrap();
+                assert_close(g_fused, g_composed, "scores gradient");
+            }
+        }
+    }
+
+    /// Off autodiff (inference) the kernel gives the composed values; rows are distributions; a
+    /// fully masked row is uniform (as Hugging Face's eager attention with `finfo.min`); NaN in a
+    /// row makes that row NaN and leaves the others finite.
+    #[test]
+    fn attention_probs_rows_masks_and_nan() {
+        let device = Device::flex();
+        let s = Tensor::<4>::from_floats([[[[1.0, 2.0, 3.0], [0.5, f32::NAN, 0.0]]]], &device);
+        let bias = Tensor::<4>::from_floats([[[[0.0, 0.0, 0.0]]]], &device);
+        let y = values(attention_probs(s, bias, 1.0, None));
+        let expected = [0.090_030_57, 0.244_728_48, 0.665_240_94];
+        for (a, e) in y[..3].iter().zip(expected) {
+            assert!((a - e).abs() <= 1e-6, "{y:?}");
+        }
+        assert!(y[3..].iter().all(|v| v.is_nan()), "{y:?}");
+
+        let s = Tensor::<4>::random([2, 3, 5, 11], Distribution::Normal(0.0, 3.0), &device);
+        let keep = Tensor::<2, Int>::from_ints([[1; 11], [0; 11]], &device);
+        let mask = crate::bert::extended_attention_mask(keep);
+        let fused = attention_probs(s.clone(), mask.clone(), 0.3, None);
+        assert_close(
+            fused.clone(),
+            composed_probs(s, mask, 0.3, None),
+            "inference",
+        );
+        let sums = values(fused.clone().sum_dim(3));
+        assert!(sums.iter().all(|v| (v - 1.0).abs() <= 1e-6), "{sums:?}");
+        let masked = values(fused.slice(s![1..2, .., .., ..]));
+        assert!(
+            masked.iter().all(|v| (v - 1.0 / 11.0).abs() <= 1e-7),
+            "{masked:?}"
+        );
+    }
+
+    /// A bias with a gradient would lose it: refused.
+    #[test]
+    #[should_panic(expected = "constant bias")]
+    fn attention_probs_refuse_a_tracked_bias() {
+        let device = Device::flex().autodiff();
+        let s = Tensor::<4>::zeros([1, 1, 2, 2], &device);
+        let bias = Tensor::<4>::zeros([1, 1, 2, 2], &device).require_grad();
+        let _ = attention_probs(s, bias, 1.0, None);
     }
 
     /// Values and the gradients of input, γ and β equal burn's `nn::LayerNorm` forward through

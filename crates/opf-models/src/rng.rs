@@ -29,6 +29,7 @@ use std::cell::RefCell;
 
 use burn::nn::Dropout;
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
 /// Words of Mersenne Twister state.
@@ -278,30 +279,45 @@ fn with_default<R>(f: impl FnOnce(&mut TorchGenerator) -> R) -> Option<R> {
 }
 
 /// `layer.forward(input)`, its mask drawn from the installed [`TorchGenerator`] when there is one
-/// (PyTorch's `dropout`, see the module docs), from burn's backend generator otherwise. The
-/// identity where burn's is: in evaluation (no autodiff device or a frozen layer) or for `p = 0`.
+/// (PyTorch's `dropout`, see the module docs), from burn's backend generator otherwise: `input`
+/// times [`dropout_noise`]. The identity where burn's is: in evaluation (no autodiff device or a
+/// frozen layer) or for `p = 0`.
 ///
 /// # Shapes
 ///
 /// - input: `[..., any]`
 /// - output: same as input
 pub fn dropout<const D: usize>(layer: &Dropout, input: Tensor<D>) -> Tensor<D> {
-    if !layer.training.is_enabled() || !input.device().is_autodiff() || layer.prob == 0.0 {
-        return input;
+    match dropout_noise(layer, &input) {
+        Some(noise) => input * noise,
+        None => input,
     }
-    let shape = input.shape();
-    match with_default(|g| g.dropout_noise(shape.num_elements(), layer.prob)) {
-        Some(noise) => {
-            let noise = Tensor::<D>::from_data(TensorData::new(noise, shape), &input.device());
-            let noise = if noise.dtype() == input.dtype() {
-                noise
-            } else {
-                noise.cast(input.dtype())
-            };
-            input * noise
-        }
-        None => layer.forward(input),
+}
+
+/// The multiplier [`dropout`] applies to a tensor like `like`: the keep mask scaled by
+/// `1 / (1 - p)`, in `like`'s dtype, off the autodiff graph. `None` where dropout is the identity.
+/// With a [`TorchGenerator`] installed the mask is PyTorch's; otherwise it is burn's
+/// `Dropout::forward`'s (`random_like(Bernoulli(1 - p))`, the product scaled by `1 / (1 - p)`:
+/// `x · m · s` equals `x · (m · s)` for `m` in {0, 1}).
+///
+/// # Shapes
+///
+/// - like, output: `[..., any]`
+pub fn dropout_noise<const D: usize>(layer: &Dropout, like: &Tensor<D>) -> Option<Tensor<D>> {
+    if !layer.training.is_enabled() || !like.device().is_autodiff() || layer.prob == 0.0 {
+        return None;
     }
+    let shape = like.shape();
+    let keep = 1.0 - layer.prob;
+    let noise = match with_default(|g| g.dropout_noise(shape.num_elements(), layer.prob)) {
+        Some(noise) => Tensor::<D>::from_data(TensorData::new(noise, shape), &like.device()),
+        None => return Some(like.random_like(Distribution::Bernoulli(keep)) * (1.0 / keep)),
+    };
+    Some(if noise.dtype() == like.dtype() {
+        noise
+    } else {
+        noise.cast(like.dtype())
+    })
 }
 
 /// A fresh `(out, in)` weight drawn as PyTorch's `normal_(0, std)` from the installed generator,

@@ -20,12 +20,12 @@
 //! The loops are branch-free so that LLVM vectorises them; [`pulp::Arch::dispatch`] compiles them
 //! for AVX2 + FMA (or AVX-512) when the CPU has them, and rayon splits the buffer across threads.
 
+use super::host::{contiguous, elements, exp_nonpositive};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{DType, TensorMetadata};
 use burn::tensor::TensorData;
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 /// Elements per rayon task (64 KiB of f32).
 const CHUNK: usize = 1 << 14;
@@ -34,32 +34,6 @@ const CHUNK: usize = 1 << 14;
 const SQRT1_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// `1 / √(2π)` in f32.
 const INV_SQRT_2PI: f32 = super::INV_SQRT_2PI as f32;
-
-/// `eˣ` for `x ≤ 0` (Cephes `expf`); `0` below `−87` (true value < 1.7e-38).
-#[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
-    // Adding 1.5·2²³ rounds x·log₂e to the nearest integer n, left in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ];
-    let xc = x.max(-87.0);
-    let v = xc.mul_add(std::f32::consts::LOG2_E, ROUND);
-    let n = v - ROUND;
-    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
-    let p = P[1..].iter().fold(P[0], |acc, &c| acc.mul_add(r, c));
-    let er = p.mul_add(r * r, r + 1.0);
-    // 2ⁿ: n (two's complement in the low 22 bits of v) shifted into the exponent field.
-    let scale = f32::from_bits((v.to_bits() << 23).wrapping_add(127 << 23));
-    if x < -87.0 { 0.0 } else { er * scale }
-}
 
 /// `erf(x)` as PyTorch's `Vectorized<float>::erf` (A&S 7.1.26).
 #[inline(always)]
@@ -145,19 +119,6 @@ pub(crate) fn gelu_grad_slice(x: &[f32], g: &[f32], out: &mut [f32]) {
         });
 }
 
-/// The tensor itself when its f32 elements are one contiguous run, else a contiguous copy.
-fn contiguous(tensor: &FlexTensor) -> Cow<'_, FlexTensor> {
-    match tensor.as_slice::<f32>() {
-        Some(_) => Cow::Borrowed(tensor),
-        None => Cow::Owned(tensor.to_contiguous()),
-    }
-}
-
-/// The elements of a contiguous f32 tensor in row-major order.
-fn elements(tensor: &FlexTensor) -> &[f32] {
-    tensor.as_slice::<f32>().expect("a contiguous f32 tensor")
-}
-
 /// [`gelu_slice`] on a tensor; `None` unless it is f32.
 pub(crate) fn gelu_tensor(x: &FlexTensor) -> Option<FlexTensor> {
     if x.dtype() != DType::F32 {
@@ -205,20 +166,5 @@ mod tests {
                 "grad at {i}"
             );
         }
-    }
-
-    /// `exp` against the standard library's on its whole domain here, `[−87, 0]`, within 2 ulp,
-    /// and 0 below.
-    #[test]
-    fn exp_nonpositive_is_within_two_ulp() {
-        for i in 0..=870_000 {
-            let x = -(i as f32) * 1e-4;
-            let (ours, std) = (exp_nonpositive(x), x.exp());
-            let ulp = (ours.to_bits() as i64 - std.to_bits() as i64).abs();
-            assert!(ulp <= 2, "exp({x}) = {ours}, std {std}");
-        }
-        assert_eq!(exp_nonpositive(-87.5), 0.0);
-        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp_nonpositive(0.0), 1.0);
     }
 }
