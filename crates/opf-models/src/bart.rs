@@ -59,7 +59,7 @@ use crate::checkpoint::{
     Checkpoint, HfEntry, HfModule, LoadReport, layout_tensors, load_layout, write_safetensors,
 };
 use crate::config_io;
-use crate::fused::{LayerNorm, softmax};
+use crate::fused::{self, LayerNorm};
 use crate::linear::{self, LinearSlots, MpoReplacement, ProjLinear, ProjLinearConfig, init_dense};
 use crate::precision;
 use crate::rng;
@@ -631,8 +631,9 @@ impl BartAttention {
         let value = heads(self.v_proj.forward(key_value_states), seq_k);
 
         let scaling = (self.head_dim as f64).powf(-0.5);
-        let scores = precision::matmul(query, key.swap_dims(2, 3)).mul_scalar(scaling) + mask;
-        let probs = rng::dropout(&self.dropout, softmax(scores, 3));
+        let scores = precision::matmul(query, key.swap_dims(2, 3));
+        let noise = rng::dropout_noise(&self.dropout, &scores);
+        let probs = fused::attention_probs(scores, mask, scaling, noise);
         let context = precision::matmul(probs, value)
             .swap_dims(1, 2)
             .reshape([batch, seq_q, d_model]);
