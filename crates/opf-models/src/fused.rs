@@ -746,14 +746,32 @@ mod tests {
         check_gelu(&Device::flex().autodiff());
     }
 
-    /// The same on LibTorch (its own kernels, `aten::gelu_backward` for the gradient).
+    /// The same on LibTorch (its own kernels, `aten::gelu_backward` for the gradient). The
+    /// forward is PyTorch's kernel for the CPU at hand, which is not the fixture's everywhere:
+    /// torch 2.9's AVX-512 `gelu` is 6.1e-7 from the exact values (7.7e-7 from its AVX2 kernel,
+    /// which made the fixture), so the forward is held to the exact values within
+    /// [`GELU_TOL_LIBTORCH_FORWARD`]; the gradient, through this crate's autodiff operation, to
+    /// both as on burn-flex.
     #[cfg(feature = "tch")]
     #[test]
     fn gelu_and_its_gradient_match_pytorch_on_libtorch() {
-        check_gelu(&Device::libtorch().autodiff());
+        let (y, dx) = gelu_and_gradient(&Device::libtorch().autodiff());
+        let f = gelu_fixture();
+        let vs_exact = errors(&y, f.gelu_exact.iter().copied());
+        assert!(
+            vs_exact <= GELU_TOL_LIBTORCH_FORWARD,
+            "gelu: {vs_exact:e} from exact"
+        );
+        check_gelu_values("gradient", &dx, &f.grad, &f.grad_exact);
     }
 
-    fn check_gelu(device: &Device) {
+    /// Largest deviation of PyTorch's own forward kernels from the exact values, relative to
+    /// `max(1, |value|)`, over the CPUs met so far: AVX2 3.7e-7, AVX-512 6.1e-7 (torch 2.9).
+    #[cfg(feature = "tch")]
+    const GELU_TOL_LIBTORCH_FORWARD: f64 = 1e-6;
+
+    /// [`gelu`] of the fixture's points on `device` and the gradient of `Σ g ⊙ gelu(x)`.
+    fn gelu_and_gradient(device: &Device) -> (Vec<f32>, Vec<f32>) {
         let f = gelu_fixture();
         let n = f.x.len();
         let x = Tensor::<1>::from_data(TensorData::new(f.x.clone(), [n]), device).require_grad();
@@ -761,7 +779,13 @@ mod tests {
         let y = gelu(x.clone());
         let grads = (y.clone() * g).sum().backward();
         let dx = values(x.grad(&grads).expect("gradient of x"));
-        check_gelu_values("gelu", &values(y), &f.gelu, &f.gelu_exact);
+        (values(y), dx)
+    }
+
+    fn check_gelu(device: &Device) {
+        let f = gelu_fixture();
+        let (y, dx) = gelu_and_gradient(device);
+        check_gelu_values("gelu", &y, &f.gelu, &f.gelu_exact);
         check_gelu_values("gradient", &dx, &f.grad, &f.grad_exact);
     }
 
@@ -847,7 +871,18 @@ mod tests {
     /// for several threaded tasks.
     #[test]
     fn attention_probs_match_the_composed_form_and_its_gradient() {
-        let device = Device::flex().autodiff();
+        check_attention_probs(&Device::flex().autodiff());
+    }
+
+    /// The same on LibTorch: the composed operations of the trait's defaults, under one autodiff
+    /// node with the closed-form backward.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn attention_probs_match_the_composed_form_and_its_gradient_on_libtorch() {
+        check_attention_probs(&Device::libtorch().autodiff());
+    }
+
+    fn check_attention_probs(device: &Device) {
         device.seed(14);
         let (b, h, q, k) = (3, 4, 37, 21);
         let scale = 0.125;
@@ -858,19 +893,19 @@ mod tests {
                     .collect::<Vec<_>>(),
                 [b, k],
             ),
-            &device,
+            device,
         );
         let biases = [
             crate::bert::extended_attention_mask(keep),
-            Tensor::<4>::random([b, h, q, k], Distribution::Normal(0.0, 2.0), &device),
-            Tensor::<4>::random([1, h, q, k], Distribution::Normal(0.0, 2.0), &device),
+            Tensor::<4>::random([b, h, q, k], Distribution::Normal(0.0, 2.0), device),
+            Tensor::<4>::random([1, h, q, k], Distribution::Normal(0.0, 2.0), device),
         ];
-        let noise = Tensor::<4>::random([b, h, q, k], Distribution::Bernoulli(0.9), &device) / 0.9;
+        let noise = Tensor::<4>::random([b, h, q, k], Distribution::Bernoulli(0.9), device) / 0.9;
         for bias in biases {
             for noise in [None, Some(noise.clone())] {
-                let s = Tensor::<4>::random([b, h, q, k], Distribution::Normal(0.0, 4.0), &device)
+                let s = Tensor::<4>::random([b, h, q, k], Distribution::Normal(0.0, 4.0), device)
                     .require_grad();
-                let w = Tensor::<4>::random([b, h, q, k], Distribution::Normal(0.0, 1.0), &device);
+                let w = Tensor::<4>::random([b, h, q, k], Distribution::Normal(0.0, 1.0), device);
                 let fused = attention_probs(s.clone(), bias.clone(), scale, noise.clone());
                 let composed = composed_probs(s.clone(), bias.clone(), scale, noise);
                 assert_close(fused.clone(), composed.clone(), "attention probabilities");
