@@ -65,18 +65,15 @@ pub fn decompose_weight<T: Copy + Into<f64>>(
     }
     let caps = shape.max_ranks(&options.truncation)?;
 
+    if let Some(index) = weight.iter().position(|&x| !x.into().is_finite()) {
+        return Err(MpoError::NonFinite { index });
+    }
+    let norm2 = sum_of_squares(weight);
     let (row_off, col_off) = interleave_offsets(shape);
     let mut tensor = vec![0.0; rows * cols];
-    let mut norm2 = 0.0;
     for (r, &ro) in row_off.iter().enumerate() {
         for (c, &co) in col_off.iter().enumerate() {
-            let index = flat_index(orientation, rows, cols, r, c);
-            let x: f64 = weight[index].into();
-            if !x.is_finite() {
-                return Err(MpoError::NonFinite { index });
-            }
-            tensor[ro + co] = x;
-            norm2 += x * x;
+            tensor[ro + co] = weight[flat_index(orientation, rows, cols, r, c)].into();
         }
     }
 
@@ -202,6 +199,19 @@ fn left_sweep(
         rest,
         discarded2,
     })
+}
+
+/// `Σ x²` in `f64`, over eight partial sums so the additions do not wait on each other.
+fn sum_of_squares<T: Copy + Into<f64>>(x: &[T]) -> f64 {
+    let mut acc = [0.0; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| v.into().powi(2)).sum();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += v.into() * v.into();
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// The smallest rank `r >= 1` whose discarded tail `√(Σ_{k>=r} s_k²)` is at most `delta`.

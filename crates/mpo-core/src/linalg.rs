@@ -6,9 +6,11 @@
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::prelude::ReborrowMut;
-use faer::{Accum, Mat, MatMut, MatRef, Side, get_global_parallelism};
+use faer::{Accum, Mat, MatMut, MatRef, get_global_parallelism};
 
 use crate::MpoError;
+
+mod eigen;
 
 /// Truncated SVD `A ≈ U diag(s[..r]) Vᵀ` of a row-major `m × n` matrix, `k = min(m, n)`.
 pub(crate) struct Svd {
@@ -81,30 +83,35 @@ fn gram_svd(
         1.0,
         par,
     );
-    let eig = gram
-        .self_adjoint_eigen(Side::Lower)
+    let (lam, vectors) = eigen::symmetric_eigen(gram)
         .map_err(|_| MpoError::SvdNoConvergence { rows: m, cols: n })?;
     // Eigenvalues come nondecreasing; singular values are their square roots, descending.
-    let lam = eig.S().column_vector();
     let s: Vec<f64> = (0..k).map(|i| lam[k - 1 - i].max(0.0).sqrt()).collect();
     let r = rank(&s).clamp(1, k);
     if !(s[0].is_finite() && s[0] > 0.0 && s[k - 1] * GRAM_MAX_CONDITION >= s[0]) {
         return Ok(None);
     }
     // The kept eigenvectors, descending: the last `r` columns of `U`, reversed (a view).
-    let w = eig.U().reverse_cols().subcols(0, r);
+    let w = vectors.as_ref().reverse_cols().subcols(0, r);
     let inv: Vec<f64> = s[..r].iter().map(|x| x.recip()).collect();
     if m >= n {
         // w = V_r (n × r); its column-major buffer is Vᵀ row-major. Uᵀ = diag(1/s) V_rᵀ Aᵀ (r × m,
         // column-major), which is U row-major.
-        let mut u = vec![0.0; m * r];
-        let mut ut = MatMut::from_column_major_slice_mut(&mut u, r, m);
-        matmul(ut.rb_mut(), Accum::Replace, w.transpose(), at, 1.0, par);
-        for (c, &x) in inv.iter().enumerate() {
-            ut.rb_mut().row_mut(c).iter_mut().for_each(|v| *v *= x);
-        }
         let mut vt = vec![0.0; r * n];
         MatMut::from_column_major_slice_mut(&mut vt, n, r).copy_from(w);
+        let mut u = vec![0.0; m * r];
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut u, r, m),
+            Accum::Replace,
+            MatRef::from_column_major_slice(&vt, n, r).transpose(),
+            at,
+            1.0,
+            par,
+        );
+        // Row-major `U`: each row times `1/s`, contiguous (column by column would stride).
+        for row in u.chunks_exact_mut(r) {
+            row.iter_mut().zip(&inv).for_each(|(v, &x)| *v *= x);
+        }
         Ok(Some(Svd { u, s, vt }))
     } else {
         // w = U_r (m × r). Vᵀ row-major (r × n) is V column-major (n × r) = Aᵀ U_r diag(1/s).
