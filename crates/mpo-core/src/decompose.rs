@@ -247,6 +247,8 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
     let mut lam = vec![Vec::new(); m];
     let mut u: Vec<Option<Vec<f64>>> = vec![None; m + 1];
     let mut bp = vec![Vec::new(); m];
+    // `A_k U_{k+1}`, formed by the sweep and needed again for the core.
+    let mut left_u: Vec<Option<Vec<f64>>> = vec![None; m - 1];
     lam[m - 1] = s_last;
     bp[m - 1] = vt_last;
     // Two sites (every OPF `[a, 1, …, 1, b]` shape) need no sweep: the one SVD is the cut's.
@@ -267,17 +269,16 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
             ranks[k],
         );
         cur = scale_cols(&a_u, ranks[k], &svd.s);
+        left_u[k - 1] = Some(a_u);
         lam[k] = svd.s;
         bp[k] = svd.vt;
         u[k] = Some(svd.u);
     }
 
     let mut cores = Vec::with_capacity(m);
-    for (k, mut a) in sweep.left.into_iter().enumerate() {
-        // A'_k = U_kᵀ A_k U_{k+1}, as (r_k × q_k·r_{k+1}).
-        if let Some(u_next) = &u[k + 1] {
-            a = matmul_rm(&a, old[k] * q[k], old[k + 1], u_next, ranks[k + 1]);
-        }
+    for (k, (a, a_u)) in sweep.left.into_iter().zip(left_u).enumerate() {
+        // A'_k = U_kᵀ A_k U_{k+1}, as (r_k × q_k·r_{k+1}); `A_k U_{k+1}` is the sweep's.
+        let mut a = a_u.unwrap_or(a);
         if let Some(u_k) = &u[k] {
             let ut = transpose(u_k, old[k], ranks[k]);
             a = matmul_rm(&ut, ranks[k], old[k], &a, q[k] * ranks[k + 1]);
