@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::linalg::{matmul_rm, svd};
+use crate::linalg::{Left, matmul_rm, scale_cols_in_place, svd};
 use crate::mpo::{flat_index, interleave_offsets};
 use crate::{Core, Mpo, MpoError, MpoShape, Orientation, Truncation};
 
@@ -97,7 +97,7 @@ pub fn decompose_weight<T: Copy + Into<f64>>(
     let sweep = left_sweep(tensor, &q, &reduced_caps, delta)?;
     let error_bound = sweep.discarded2.sqrt();
     let reduced = match options.gauge {
-        Gauge::LeftOrthonormal => sweep.into_left_orthonormal(),
+        Gauge::LeftOrthonormal => sweep.into_left_orthonormal(&q),
         Gauge::Symmetric => symmetric_gauge(sweep, &q)?,
     };
     Ok(expand(shape, &kept, reduced, error_bound))
@@ -119,8 +119,8 @@ fn kept_sites(sizes: &[usize]) -> Vec<usize> {
 
 /// Result of the left-to-right sweep on the reduced sites.
 struct Sweep {
-    /// Left-orthonormal cores `0..m-1`, row-major `(r_k·q_k) × r_{k+1}`.
-    left: Vec<Vec<f64>>,
+    /// Left-orthonormal cores `0..m-1`, row-major `(r_k·q_k) × r_{k+1}` (some maybe unformed).
+    left: Vec<Left>,
     /// Bond ranks `r_0..r_m`.
     ranks: Vec<usize>,
     /// Singular values and `Vᵀ` rows of the last SVD, so the last core is `diag(s) Vᵀ`; `None`
@@ -134,10 +134,16 @@ struct Sweep {
 
 impl Sweep {
     /// The cores of the left-orthonormal form: the `A_k`, then `diag(s) Vᵀ` (or the tensor).
-    fn into_left_orthonormal(self) -> Reduced {
-        let mut cores = self.left;
+    fn into_left_orthonormal(self, q: &[usize]) -> Reduced {
+        let ranks = &self.ranks;
+        let mut cores: Vec<Vec<f64>> = (self.left.into_iter().enumerate())
+            .map(|(k, a)| a.into_dense(ranks[k] * q[k], ranks[k + 1]))
+            .collect();
         cores.push(match self.last {
-            Some((s, vt)) => scale_rows(&vt, vt.len() / s.len(), &s),
+            Some((s, mut vt)) => {
+                scale_rows_in_place(&mut vt, &s);
+                vt
+            }
             None => self.rest,
         });
         Reduced {
@@ -171,13 +177,14 @@ fn left_sweep(
     let (mut left, mut discarded2) = (Vec::new(), 0.0);
     let mut last: Option<(Vec<f64>, Vec<f64>)> = None;
     for k in 0..m - 1 {
-        if let Some((s, vt)) = last.take() {
-            rest = scale_rows(&vt, vt.len() / s.len(), &s);
+        if let Some((s, mut vt)) = last.take() {
+            scale_rows_in_place(&mut vt, &s);
+            rest = vt;
         }
         let nrows = ranks[k] * q[k];
         let ncols = rest.len() / nrows;
         let cap = caps[k + 1];
-        let svd = svd(&rest, nrows, ncols, |s| match delta {
+        let svd = svd(std::mem::take(&mut rest), nrows, ncols, |s| match delta {
             Some(d) => rank_for_tolerance(s, d),
             None => cap.min(s.len()),
         })?;
@@ -188,9 +195,6 @@ fn left_sweep(
         s.truncate(r);
         ranks[k + 1] = r;
         last = Some((s, svd.vt));
-    }
-    if last.is_some() {
-        rest = Vec::new();
     }
     Ok(Sweep {
         left,
@@ -243,6 +247,7 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
         });
     };
     let old = sweep.ranks;
+    let mut left = sweep.left;
     let mut ranks = old.clone();
     let mut lam = vec![Vec::new(); m];
     let mut u: Vec<Option<Vec<f64>>> = vec![None; m + 1];
@@ -252,46 +257,54 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
     lam[m - 1] = s_last;
     bp[m - 1] = vt_last;
     // Two sites (every OPF `[a, 1, …, 1, b]` shape) need no sweep: the one SVD is the cut's.
-    let mut cur = if m > 2 {
-        scale_cols(&sweep.left[m - 2], old[m - 1], &lam[m - 1])
-    } else {
-        Vec::new()
-    };
+    let mut cur = Vec::new();
+    if m > 2 {
+        let a = std::mem::replace(&mut left[m - 2], Left::Dense(Vec::new()));
+        let a = a.into_dense(old[m - 2] * q[m - 2], old[m - 1]);
+        cur = scale_cols(&a, old[m - 1], &lam[m - 1]);
+        left[m - 2] = Left::Dense(a);
+    }
     for k in (1..m - 1).rev() {
         let ncols = q[k] * ranks[k + 1];
-        let svd = svd(&cur, old[k], ncols, |s| s.len())?;
+        let svd = svd(std::mem::take(&mut cur), old[k], ncols, |s| s.len())?;
         ranks[k] = svd.s.len();
-        let a_u = matmul_rm(
-            &sweep.left[k - 1],
-            old[k - 1] * q[k - 1],
-            old[k],
-            &svd.u,
-            ranks[k],
-        );
+        let u_k = svd.u.into_dense(old[k], ranks[k]);
+        let a_u = left[k - 1].matmul(old[k - 1] * q[k - 1], old[k], &u_k, ranks[k]);
         cur = scale_cols(&a_u, ranks[k], &svd.s);
         left_u[k - 1] = Some(a_u);
         lam[k] = svd.s;
         bp[k] = svd.vt;
-        u[k] = Some(svd.u);
+        u[k] = Some(u_k);
     }
 
     let mut cores = Vec::with_capacity(m);
-    for (k, (a, a_u)) in sweep.left.into_iter().zip(left_u).enumerate() {
+    for (k, (a, a_u)) in left.into_iter().zip(left_u).enumerate() {
+        let rows = old[k] * q[k];
         // A'_k = U_kᵀ A_k U_{k+1}, as (r_k × q_k·r_{k+1}); `A_k U_{k+1}` is the sweep's.
-        let mut a = a_u.unwrap_or(a);
+        let mut a = match a_u {
+            Some(a_u) => a_u,
+            // Two sites: the first core is `U √λ`, one product when `U` is unformed.
+            None if k == 0 => {
+                cores.push(a.scale_cols(rows, &sqrt_all(&lam[1])));
+                continue;
+            }
+            None => a.into_dense(rows, old[k + 1]),
+        };
         if let Some(u_k) = &u[k] {
             let ut = transpose(u_k, old[k], ranks[k]);
             a = matmul_rm(&ut, ranks[k], old[k], &a, q[k] * ranks[k + 1]);
         }
         let g = if k == 0 {
-            scale_cols_in_place(&mut a, ranks[1], &sqrt_all(&lam[1]));
+            scale_cols_in_place(&mut a, &sqrt_all(&lam[1]));
             a
         } else {
             mix(&a, &bp[k], &lam[k], &lam[k + 1])
         };
         cores.push(g);
     }
-    cores.push(scale_rows(&bp[m - 1], q[m - 1], &sqrt_all(&lam[m - 1])));
+    let mut last = std::mem::take(&mut bp[m - 1]);
+    scale_rows_in_place(&mut last, &sqrt_all(&lam[m - 1]));
+    cores.push(last);
     Ok(Reduced {
         cores,
         ranks,
@@ -373,12 +386,12 @@ fn identity(r: usize) -> Vec<f64> {
     data
 }
 
-/// `diag(s) · A` for a row-major `A` with rows of length `ncols`.
-fn scale_rows(a: &[f64], ncols: usize, s: &[f64]) -> Vec<f64> {
-    a.iter()
-        .enumerate()
-        .map(|(i, &x)| x * s[i / ncols])
-        .collect()
+/// `A ← diag(s) A` for a row-major `A` with `s.len()` rows.
+fn scale_rows_in_place(a: &mut [f64], s: &[f64]) {
+    let ncols = a.len() / s.len();
+    a.chunks_exact_mut(ncols)
+        .zip(s)
+        .for_each(|(row, &f)| row.iter_mut().for_each(|x| *x *= f));
 }
 
 /// `A · diag(s)` for a row-major `A` with `ncols` columns.
@@ -387,12 +400,6 @@ fn scale_cols(a: &[f64], ncols: usize, s: &[f64]) -> Vec<f64> {
         .enumerate()
         .map(|(i, &x)| x * s[i % ncols])
         .collect()
-}
-
-/// `A ← A · diag(s)` for a row-major `A` with `ncols` columns.
-fn scale_cols_in_place(a: &mut [f64], ncols: usize, s: &[f64]) {
-    a.chunks_exact_mut(ncols)
-        .for_each(|row| row.iter_mut().zip(s).for_each(|(x, &f)| *x *= f));
 }
 
 fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {
