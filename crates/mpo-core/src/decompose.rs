@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::linalg::{Left, matmul_rm, scale_cols_in_place, svd};
 use crate::mpo::{flat_index, interleave_offsets};
 use crate::{Core, Mpo, MpoError, MpoShape, Orientation, Truncation};
@@ -261,7 +263,7 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
     if m > 2 {
         let a = std::mem::replace(&mut left[m - 2], Left::Dense(Vec::new()));
         let a = a.into_dense(old[m - 2] * q[m - 2], old[m - 1]);
-        cur = scale_cols(&a, old[m - 1], &lam[m - 1]);
+        cur = scale_cols(&a, &lam[m - 1]);
         left[m - 2] = Left::Dense(a);
     }
     for k in (1..m - 1).rev() {
@@ -270,7 +272,7 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
         ranks[k] = svd.s.len();
         let u_k = svd.u.into_dense(old[k], ranks[k]);
         let a_u = left[k - 1].matmul(old[k - 1] * q[k - 1], old[k], &u_k, ranks[k]);
-        cur = scale_cols(&a_u, ranks[k], &svd.s);
+        cur = scale_cols(&a_u, &svd.s);
         left_u[k - 1] = Some(a_u);
         lam[k] = svd.s;
         bp[k] = svd.vt;
@@ -313,23 +315,40 @@ fn symmetric_gauge(sweep: Sweep, q: &[usize]) -> Result<Reduced, MpoError> {
 }
 
 /// `G[α, x, β] = √λ_α Γ[α, x, β] √λ_β` from `a = λ_α Γ` and `b = Γ λ_β` (see [`symmetric_gauge`]).
+///
+/// The weights depend on `(α, β)` only, so they are formed once per row `α` and the loop over
+/// `x` is a vectorizable multiply-add; rows run in parallel.
 fn mix(a: &[f64], b: &[f64], lam_l: &[f64], lam_r: &[f64]) -> Vec<f64> {
     let row_len = a.len() / lam_l.len();
-    let rr = lam_r.len();
-    a.iter()
-        .zip(b)
-        .enumerate()
-        .map(|(idx, (&a, &b))| {
-            let (l, r) = (lam_l[idx / row_len], lam_r[idx % rr]);
-            if l >= r && l > 0.0 {
-                a * (r / l).sqrt()
-            } else if r > l {
-                b * (l / r).sqrt()
-            } else {
-                0.0
+    let mut out = vec![0.0; a.len()];
+    out.par_chunks_mut(row_len)
+        .zip(a.par_chunks(row_len).zip(b.par_chunks(row_len)))
+        .zip(lam_l.par_iter())
+        .for_each(|((out, (a, b)), &l)| {
+            // (weight of a, weight of b): one of them zero.
+            let (wa, wb): (Vec<f64>, Vec<f64>) = lam_r
+                .iter()
+                .map(|&r| {
+                    if l >= r && l > 0.0 {
+                        ((r / l).sqrt(), 0.0)
+                    } else if r > l {
+                        (0.0, (l / r).sqrt())
+                    } else {
+                        (0.0, 0.0)
+                    }
+                })
+                .unzip();
+            let rr = lam_r.len();
+            let rows = out
+                .chunks_exact_mut(rr)
+                .zip(a.chunks_exact(rr).zip(b.chunks_exact(rr)));
+            for (out, (a, b)) in rows {
+                for (beta, o) in out.iter_mut().enumerate() {
+                    *o = a[beta] * wa[beta] + b[beta] * wb[beta];
+                }
             }
-        })
-        .collect()
+        });
+    out
 }
 
 /// Puts the reduced cores back on the full site list, with identities on the skipped sites.
@@ -394,12 +413,11 @@ fn scale_rows_in_place(a: &mut [f64], s: &[f64]) {
         .for_each(|(row, &f)| row.iter_mut().for_each(|x| *x *= f));
 }
 
-/// `A · diag(s)` for a row-major `A` with `ncols` columns.
-fn scale_cols(a: &[f64], ncols: usize, s: &[f64]) -> Vec<f64> {
-    a.iter()
-        .enumerate()
-        .map(|(i, &x)| x * s[i % ncols])
-        .collect()
+/// `A · diag(s)` for a row-major `A` with `s.len()` columns.
+fn scale_cols(a: &[f64], s: &[f64]) -> Vec<f64> {
+    let mut out = a.to_vec();
+    scale_cols_in_place(&mut out, s);
+    out
 }
 
 fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {
