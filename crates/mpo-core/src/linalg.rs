@@ -5,7 +5,6 @@
 
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::prelude::ReborrowMut;
 use faer::{Accum, Mat, MatMut, MatRef, get_global_parallelism};
 
 use crate::MpoError;
@@ -179,15 +178,21 @@ fn gram_svd(
         scale_cols_in_place(&mut w_rm, &inv);
         Ok(Some(Gram::Tall { w: w_rm, s, vt }))
     } else {
-        // w = U_r (m × r). Vᵀ row-major (r × n) is V column-major (n × r) = Aᵀ U_r diag(1/s).
-        let mut vt = vec![0.0; r * n];
-        let mut v = MatMut::from_column_major_slice_mut(&mut vt, n, r);
-        matmul(v.rb_mut(), Accum::Replace, at, w, 1.0, par);
-        for (c, &x) in inv.iter().enumerate() {
-            v.rb_mut().col_mut(c).iter_mut().for_each(|v| *v *= x);
-        }
+        // w = U_r (m × r). Vᵀ row-major (r × n) is V column-major (n × r) = Aᵀ (U_r diag(1/s)),
+        // the small factor scaled (and copied to positive strides) before the product.
         let mut u = vec![0.0; m * r];
-        MatMut::from_column_major_slice_mut(&mut u, r, m).copy_from(w.transpose());
+        MatMut::from_row_major_slice_mut(&mut u, m, r).copy_from(w);
+        let mut scaled = u.clone();
+        scale_cols_in_place(&mut scaled, &inv);
+        let mut vt = vec![0.0; r * n];
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut vt, n, r),
+            Accum::Replace,
+            at,
+            MatRef::from_row_major_slice(&scaled, m, r),
+            1.0,
+            par,
+        );
         Ok(Some(Gram::Wide(Svd {
             u: Left::Dense(u),
             s,
