@@ -593,23 +593,53 @@ mod tests {
         check(&vec![2.0; n], &vec![-1.0; n - 1], 8);
     }
 
-    #[test]
-    fn symmetric_eigen_matches_faer_on_a_gram_matrix() {
-        let (m, n) = (90, 60);
-        let entries = gaussian(m * n, 11);
-        let a = Mat::from_fn(m, n, |i, j| entries[i * n + j]);
-        let gram = a.transpose() * &a;
-        let (values, u) = symmetric_eigen_with_leaf(gram.clone(), 8).unwrap();
-        let reference = gram.self_adjoint_eigen(faer::Side::Lower).unwrap();
-        let top = values[n - 1];
+    /// [`symmetric_eigen_with_leaf`] against faer's `self_adjoint_eigen`: eigenvalues, residual
+    /// `max |G U − U Λ|` within `1e-12 · λ_max`, orthogonality `max |UᵀU − I|` within `1e-12`.
+    fn check_symmetric(g: &Mat<f64>, leaf: usize) {
+        let n = g.nrows();
+        let (values, u) = symmetric_eigen_with_leaf(g.clone(), leaf).unwrap();
+        let reference = g.self_adjoint_eigen(faer::Side::Lower).unwrap();
+        let top = values[n - 1].abs().max(values[0].abs());
         for (i, &x) in values.iter().enumerate() {
             assert!((x - reference.S()[i]).abs() <= 1e-12 * top);
         }
         let lam = Mat::from_fn(n, n, |i, j| if i == j { values[i] } else { 0.0 });
-        let residual = &gram * &u - &u * lam;
-        let worst = (0..n)
-            .flat_map(|i| (0..n).map(move |j| (i, j)))
-            .fold(0.0_f64, |w, (i, j)| w.max(residual[(i, j)].abs()));
-        assert!(worst <= 1e-12 * top, "{worst:e}");
+        let residual = g * &u - &u * lam;
+        let gram = u.transpose() * &u;
+        let (mut worst, mut ortho) = (0.0_f64, 0.0_f64);
+        for i in 0..n {
+            for j in 0..n {
+                worst = worst.max(residual[(i, j)].abs());
+                ortho = ortho.max((gram[(i, j)] - f64::from(i == j)).abs());
+            }
+        }
+        assert!(
+            worst <= 1e-12 * top && ortho <= 1e-12,
+            "{worst:e} {ortho:e}"
+        );
+    }
+
+    #[test]
+    fn symmetric_eigen_matches_faer_on_gram_matrices() {
+        let (m, n) = (90, 60);
+        let entries = gaussian(m * n, 11);
+        let a = Mat::from_fn(m, n, |i, j| entries[i * n + j]);
+        check_symmetric(&(a.transpose() * &a), 8);
+        // Clustered spectrum: Q diag(λ) Qᵀ with λ in three groups of equal values, one pair
+        // split by 1e-10 (close-pair and negligible-z deflation at every merge).
+        let square = Mat::from_fn(n, n, |i, j| entries[i * n + j]);
+        let q = square.qr().compute_Q();
+        let lam: Vec<f64> = (0..n)
+            .map(|i| match i % 3 {
+                0 => 1.0,
+                1 => 2.0,
+                _ => 5.0 + if i == 2 { 1e-10 } else { 0.0 },
+            })
+            .collect();
+        let scaled = Mat::from_fn(n, n, |i, j| q[(i, j)] * lam[j]);
+        let clustered = scaled * q.transpose();
+        check_symmetric(&clustered, 8);
+        // A multiple of the identity: every merge deflates everything.
+        check_symmetric(&Mat::from_fn(n, n, |i, j| f64::from(i == j) * 3.0), 8);
     }
 }
