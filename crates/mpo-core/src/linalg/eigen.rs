@@ -5,6 +5,10 @@
 //! halves are solved concurrently, the rank-one update's secular equations, Löwner vector and
 //! eigenvectors are split across threads, and the block products are two concurrent GEMMs.
 //! faer's own solver (whose merges solve the secular equations on one thread) handles the leaves.
+//!
+//! The merge follows LAPACK's reference implementation, `SRC/dlaed0.f` (split), `dlaed1.f`
+//! (rank-one update), `dlaed2.f` (deflation and its tolerance), `dlaed3.f` (Gu–Eisenstat vector,
+//! eigenvectors) and `dlaed4.f` (secular equation, "middle way" step).
 
 use std::f64::consts::FRAC_1_SQRT_2;
 
@@ -122,9 +126,11 @@ fn block_product(dst: MatMut<'_, f64>, q: MatRef<'_, f64>, w: MatRef<'_, f64>, p
     matmul(dst, Accum::Replace, q, w, 1.0, par);
 }
 
-/// faer's tridiagonal solver (divide and conquer with QR leaves), one thread.
+/// faer's tridiagonal solver (divide and conquer with QR leaves), one thread: it runs on the
+/// leaves, concurrently, and on whole problems of at most [`LEAF`] rows (a few milliseconds).
 fn faer_tridiagonal_eigen(d: &[f64], e: &[f64]) -> Result<(Vec<f64>, Mat<f64>), EvdError> {
     let n = d.len();
+    // faer takes an n-long subdiagonal; the last entry is not read.
     let sub: Vec<f64> = e.iter().copied().chain([0.0]).collect();
     let mut s = Mat::<f64>::zeros(n, 1);
     let mut u = Mat::<f64>::zeros(n, n);
@@ -136,7 +142,7 @@ fn faer_tridiagonal_eigen(d: &[f64], e: &[f64]) -> Result<(Vec<f64>, Mat<f64>), 
     ));
     evd::tridiagonal_self_adjoint_evd(
         ColRef::from_slice(d).as_diagonal(),
-        ColRef::from_slice(&sub[..n]).as_diagonal(),
+        ColRef::from_slice(&sub).as_diagonal(),
         s.as_mut().col_mut(0).as_diagonal_mut(),
         Some(u.as_mut()),
         Par::Seq,
