@@ -277,21 +277,26 @@ fn secular_root(d: &[f64], z: &[f64], rho: f64, i: usize) -> (usize, f64) {
     } else {
         (i, i + 1)
     };
-    let (origin, mut lo, mut hi) = if i + 1 == k {
+    // Origin, bracket of μ, first iterate and, where known, the sums there.
+    let (origin, mut lo, mut hi, mut mu, mut known) = if i + 1 == k {
         let z2: f64 = z.iter().map(|x| x * x).sum();
-        (i, 0.0, rho * z2)
+        (i, 0.0, rho * z2, rho * z2 / 2.0, None)
     } else {
+        // The interval's midpoint picks the nearer pole and is the first iterate, from either
+        // pole (the same λ up to rounding).
         let half = (d[i + 1] - d[i]) / 2.0;
-        if rho_inv + secular_sums(d, z, d[i], half, a).f >= 0.0 {
-            (i, 0.0, half)
+        let mid = secular_sums(d, z, d[i], half, a);
+        if rho_inv + mid.f >= 0.0 {
+            (i, 0.0, half, half, Some(mid))
         } else {
-            (i + 1, -half, 0.0)
+            (i + 1, -half, 0.0, -half, Some(mid))
         }
     };
     let base = d[origin];
-    let mut mu = (lo + hi) / 2.0;
     for _ in 0..MAX_SECULAR_STEPS {
-        let s = secular_sums(d, z, base, mu, a);
+        let s = known
+            .take()
+            .unwrap_or_else(|| secular_sums(d, z, base, mu, a));
         let f = rho_inv + s.f;
         // `dlaed4`'s error bound on the computed f.
         let bound = 8.0 * (s.phi - s.psi) + rho_inv + mu.abs() * (s.dpsi + s.dphi);
