@@ -368,8 +368,9 @@ fn term_sums(d: &[f64], z: &[f64], base: f64, mu: f64) -> (f64, f64) {
     Arch::new().dispatch(TermSums { d, z, base, mu })
 }
 
-/// Lanes of the element loops: eight partial sums (or products) let LLVM vectorize them.
-const LANES: usize = 8;
+/// Lanes of the element loops: four partial sums (or products), one AVX2 vector of `f64`, let
+/// LLVM vectorize them. With eight, [`TermSums`] ran at 1.35 ns per element instead of 0.33.
+const LANES: usize = 4;
 
 /// The loop of [`term_sums`]. A [`WithSimd`] operation: pulp compiles `with_simd` (inlined)
 /// inside its AVX2/AVX-512 entry points, so the divisions run on full vectors; compiled for the
@@ -444,7 +445,7 @@ impl WithSimd for Cauchy<'_> {
 }
 
 /// `Π_j ((base_j − dp) + μ_j) / (d_j − dp)` over one range of [`lowner_vector`]'s product,
-/// in eight partial products.
+/// in [`LANES`] partial products.
 struct GapProduct<'a> {
     d: &'a [f64],
     base: &'a [f64],
