@@ -111,13 +111,14 @@ fn tridiagonal_eigen(d: &[f64], e: &[f64], leaf: usize) -> Result<(Vec<f64>, Mat
         .collect();
     let lam: Vec<f64> = lam1.into_iter().chain(lam2).collect();
     let (values, w) = rank_one_update(&lam, &z, 2.0 * beta.abs());
+    let w = MatRef::from_column_major_slice(&w, n, n);
     // Eigenvectors = diag(Q1, Q2) · W, one product per block.
     let mut u = Mat::<f64>::zeros(n, n);
     let (u1, u2) = u.as_mut().split_at_row_mut(n1);
     let par = get_global_parallelism();
     rayon::join(
-        || block_product(u1, q1.as_ref(), w.as_ref().subrows(0, n1), par),
-        || block_product(u2, q2.as_ref(), w.as_ref().subrows(n1, n - n1), par),
+        || block_product(u1, q1.as_ref(), w.subrows(0, n1), par),
+        || block_product(u2, q2.as_ref(), w.subrows(n1, n - n1), par),
     );
     Ok((values, u))
 }
@@ -165,8 +166,9 @@ enum Pair {
 /// `dlaed1`–`dlaed4`: deflation of negligible `z` entries and of close `d` pairs (a Givens
 /// rotation), the secular equation for the rest, eigenvectors from the Löwner vector ẑ
 /// (Gu–Eisenstat), so they are orthogonal to working precision. Returns the eigenvalues
-/// ascending and the eigenvectors as the columns of an `n × n` matrix, rows in the order of `d`.
-fn rank_one_update(d: &[f64], z: &[f64], rho: f64) -> (Vec<f64>, Mat<f64>) {
+/// ascending and the eigenvectors as the columns of an `n × n` column-major buffer, rows in the
+/// order of `d`.
+fn rank_one_update(d: &[f64], z: &[f64], rho: f64) -> (Vec<f64>, Vec<f64>) {
     let n = d.len();
     let mut perm: Vec<usize> = (0..n).collect();
     perm.sort_by(|&a, &b| d[a].total_cmp(&d[b]));
@@ -220,12 +222,11 @@ fn rank_one_update(d: &[f64], z: &[f64], rho: f64) -> (Vec<f64>, Mat<f64>) {
     pairs.sort_by(|a, b| value(a).total_cmp(&value(b)));
     let values = pairs.iter().map(value).collect();
 
-    let mut w = Mat::<f64>::zeros(n, n);
-    let columns: Vec<MatMut<'_, f64>> = w.as_mut().col_iter_mut().map(|c| c.as_mat_mut()).collect();
+    let mut w = vec![0.0; n * n];
     let arch = Arch::new();
-    columns.into_par_iter().zip(pairs.par_iter()).for_each_init(
+    w.par_chunks_mut(n).zip(pairs.par_iter()).for_each_init(
         || (vec![0.0; n], vec![0.0; dk.len()]),
-        |(v, x), (mut col, pair)| {
+        |(v, x), (col, pair)| {
             v.fill(0.0);
             match *pair {
                 Pair::Deflated { pos } => v[pos] = 1.0,
@@ -251,7 +252,7 @@ fn rank_one_update(d: &[f64], z: &[f64], rho: f64) -> (Vec<f64>, Mat<f64>) {
                 v[q] = s * vp + c * vq;
             }
             for (&x, &row) in v.iter().zip(&perm) {
-                col[(row, 0)] = x;
+                col[row] = x;
             }
         },
     );
@@ -587,6 +588,7 @@ mod tests {
         z.iter_mut().for_each(|x| *x /= norm);
         let rho = 0.7;
         let (values, w) = rank_one_update(&d, &z, rho);
+        let w = MatRef::from_column_major_slice(&w, n, n);
         let dense = Mat::from_fn(n, n, |i, j| f64::from(i == j) * d[i] + rho * z[i] * z[j]);
         let reference = dense.self_adjoint_eigen(faer::Side::Lower).unwrap();
         for (i, &x) in values.iter().enumerate() {
@@ -597,8 +599,8 @@ mod tests {
             );
         }
         let lam = Mat::from_fn(n, n, |i, j| f64::from(i == j) * values[i]);
-        let residual = &dense * &w - &w * lam;
-        let gram = w.transpose() * &w;
+        let residual = &dense * w - w * lam;
+        let gram = w.transpose() * w;
         for i in 0..n {
             for j in 0..n {
                 assert!(residual[(i, j)].abs() <= 1e-13);
