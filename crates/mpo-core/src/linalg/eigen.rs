@@ -22,7 +22,7 @@ use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 /// Tridiagonal problems of at most this size go to faer's solver whole.
-const LEAF: usize = 256;
+const LEAF: usize = 64;
 
 /// Eigenvalues (ascending) and eigenvectors (the columns of an `n × n` matrix) of the symmetric
 /// matrix whose lower triangle is stored in `a` (the upper triangle is not read).
