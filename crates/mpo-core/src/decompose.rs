@@ -89,7 +89,6 @@ pub fn decompose_weight<T: Copy + Into<f64>>(
             };
         }
     }
-    let norm2 = sum_of_squares(&tensor);
 
     let sizes = shape.site_sizes();
     let kept = kept_sites(&sizes);
@@ -103,7 +102,8 @@ pub fn decompose_weight<T: Copy + Into<f64>>(
         .collect();
     let delta = match options.truncation {
         Truncation::RelativeError(eps) => {
-            Some(eps / ((kept.len() - 1).max(1) as f64).sqrt() * norm2.sqrt())
+            let norm = sum_of_squares(&tensor).sqrt();
+            Some(eps / ((kept.len() - 1).max(1) as f64).sqrt() * norm)
         }
         _ => None,
     };
@@ -277,13 +277,13 @@ fn max_abs_finite<T: Copy + Into<f64>>(x: &[T]) -> Result<f64, MpoError> {
 }
 
 /// `Σ x²` in `f64`, over eight partial sums so the additions do not wait on each other.
-fn sum_of_squares<T: Copy + Into<f64>>(x: &[T]) -> f64 {
+fn sum_of_squares(x: &[f64]) -> f64 {
     let mut acc = [0.0; 8];
     let chunks = x.chunks_exact(8);
-    let tail: f64 = chunks.remainder().iter().map(|&v| v.into().powi(2)).sum();
+    let tail: f64 = chunks.remainder().iter().map(|v| v * v).sum();
     for chunk in chunks {
         for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += v.into() * v.into();
+            *a += v * v;
         }
     }
     acc.iter().sum::<f64>() + tail
